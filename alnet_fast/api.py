@@ -1,0 +1,54 @@
+"""``alnet_fast.load``: checkpoint or model in, ready-to-run Segmenter out."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import torch
+
+from .backends import select_backend
+from .checkpoint import load_model
+from .config import ALNetConfig
+from .errors import BackendUnavailable
+from .graph import FoldedALNet
+from .model import ALNet
+from .reparam import reparameterize
+from .segment import Segmenter
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load(source: str | os.PathLike | ALNet | FoldedALNet, backend: str = "auto",
+         device: str | torch.device | None = None, fold: bool = True, dtype: torch.dtype = torch.float32,
+         config: ALNetConfig | None = None, batch_size: int = 4) -> Segmenter:
+    """A Segmenter for ``source``: a checkpoint path (safetensors, or .pt/.pth state_dict with ``config``),
+    a bundled model's name, or an in-memory ALNet / FoldedALNet (never modified).
+
+    fold: reparameterize a multi-branch model (default); ``fold=False`` runs the multi-branch model
+    itself on PyTorch ops, the reference. backend: "auto", "torch", or another registered backend;
+    one that cannot run on ``device`` raises BackendUnavailable with the reason.
+    """
+    if isinstance(source, (ALNet, FoldedALNet)):
+        if config is not None and config != source.config:
+            raise ValueError(f"config {config} does not match the model's config {source.config}")
+        model = copy.deepcopy(source).eval()
+    elif isinstance(source, (str, os.PathLike)):
+        model = load_model(source, config)
+    else:
+        raise TypeError(f"load expects a checkpoint path, a bundled model name or an ALNet, "
+                        f"got {type(source).__name__}")
+    device = torch.device(device) if device is not None else default_device()
+    if isinstance(model, ALNet):
+        if fold:
+            model = reparameterize(model)
+        elif backend not in ("auto", "torch"):
+            raise BackendUnavailable(f"the multi-branch model (fold=False) runs on the torch backend only, "
+                                     f"not {backend!r}")
+        else:
+            backend = "torch"
+    ops, reason = select_backend(backend, device, dtype)
+    model = ops.prepare(model.to(device=device, dtype=dtype))
+    return Segmenter(model, ops, reason, device, dtype, batch_size)

@@ -1,0 +1,82 @@
+"""Backend registry: each backend registers a name, where it runs, and where ``auto`` prefers it.
+
+An explicitly requested backend that cannot run raises ``BackendUnavailable`` with the reason;
+``auto`` walks the preference list for the device and reports what it picked and why.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import BackendUnavailable
+from .base import OP_NAMES, OpTable
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """name: what users pass; module/attr: where the OpTable class lives (imported lazily);
+    auto_priority: device type -> rank in ``auto`` (lower first; absent = never picked automatically)."""
+
+    name: str
+    module: str
+    attr: str
+    auto_priority: dict
+
+
+_REGISTRY: dict[str, BackendSpec] = {}
+
+
+def register_backend(spec: BackendSpec) -> None:
+    _REGISTRY[spec.name] = spec
+
+
+def backend_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def _instantiate(spec: BackendSpec) -> OpTable:
+    try:
+        cls = getattr(importlib.import_module(spec.module), spec.attr)
+    except ImportError as exc:
+        raise BackendUnavailable(f"backend {spec.name!r} cannot be imported: {exc}") from exc
+    return cls()
+
+
+def get_backend(name: str, device: torch.device | str, dtype: torch.dtype = torch.float32) -> OpTable:
+    """The op table called ``name``, checked to run on ``device`` with ``dtype``; raises BackendUnavailable."""
+    if name not in _REGISTRY:
+        raise BackendUnavailable(f"unknown backend {name!r}; known backends: {['auto'] + backend_names()}")
+    ops = _instantiate(_REGISTRY[name])
+    reason = ops.unavailable_reason(torch.device(device), dtype)
+    if reason is not None:
+        raise BackendUnavailable(reason)
+    return ops
+
+
+def select_backend(name: str, device: torch.device | str, dtype: torch.dtype = torch.float32
+                   ) -> tuple[OpTable, str]:
+    """(op table, why it was chosen). ``name="auto"`` tries the device's preferred backends in order."""
+    device = torch.device(device)
+    if name != "auto":
+        return get_backend(name, device, dtype), f"{name} (requested)"
+    ranked = sorted((s for s in _REGISTRY.values() if device.type in s.auto_priority),
+                    key=lambda s: s.auto_priority[device.type])
+    skipped = []
+    for spec in ranked:
+        try:
+            ops = get_backend(spec.name, device, dtype)
+        except BackendUnavailable as exc:
+            skipped.append(f"{spec.name}: {exc}")
+            continue
+        why = f"{spec.name} (auto on {device.type}"
+        return ops, why + (f"; skipped {'; '.join(skipped)})" if skipped else ")")
+    raise BackendUnavailable(f"no backend can run on {device} with {dtype}: {'; '.join(skipped)}")
+
+
+register_backend(BackendSpec("torch", "alnet_fast.backends.torch_ops", "TorchOps", {"cpu": 100, "cuda": 100}))
+
+__all__ = ["OP_NAMES", "OpTable", "BackendSpec", "register_backend", "backend_names", "get_backend",
+           "select_backend"]

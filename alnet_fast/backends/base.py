@@ -1,0 +1,58 @@
+"""The op table: the seam between the folded graph and every backend.
+
+Every backend subclasses ``OpTable`` and implements each op in ``OP_NAMES`` with these signatures
+(x in any memory format; weights in PyTorch's conv layout):
+
+- ``conv3x3_bias_relu(x, weight, bias, stride, relu)``: x [N, Cin, H, W], weight [Cout, Cin, 3, 3],
+  bias [Cout] -> [N, Cout, ceil(H / stride), ceil(W / stride)]; padding 1.
+- ``conv1x1_bias_relu(x, weight, bias, relu)``: weight [Cout, Cin, 1, 1] -> [N, Cout, H, W].
+- ``lraspp_gate(x, w_feat, b_feat, w_gate, b_gate)``: relu(conv1x1(x; w_feat, b_feat)) *
+  hardsigmoid(conv1x1(mean_hw(x); w_gate, b_gate)) -> [N, Cout, H, W].
+- ``upsample_add(x, skip)``: bilinear (align_corners=False) resize of x [N, C, h, w] to skip's
+  H x W, plus skip [N, C, H, W] -> [N, C, H, W].
+- ``resize_bilinear(x, size)``: bilinear (align_corners=False) resize to size=(H, W).
+"""
+
+from __future__ import annotations
+
+import torch
+
+OP_NAMES = ("conv3x3_bias_relu", "conv1x1_bias_relu", "lraspp_gate", "upsample_add", "resize_bilinear")
+
+
+class OpTable:
+    """Base class of every backend. Subclasses set ``name`` and ``devices`` and implement OP_NAMES."""
+
+    name: str = "abstract"
+    devices: tuple[str, ...] = ()
+    dtypes: tuple[torch.dtype, ...] = (torch.float32,)
+
+    def unavailable_reason(self, device: torch.device, dtype: torch.dtype = torch.float32) -> str | None:
+        """Why this backend cannot run on ``device`` with ``dtype``, or None when it can."""
+        if device.type not in self.devices:
+            return f"backend {self.name!r} runs on {list(self.devices)}, not on {device.type!r}"
+        if dtype not in self.dtypes:
+            return f"backend {self.name!r} supports dtypes {[str(d) for d in self.dtypes]}, not {dtype}"
+        return None
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Called once when a model is bound to this backend (e.g. to prepack weights); returns the model."""
+        return model
+
+    def conv3x3_bias_relu(self, x, weight, bias, stride: int = 1, relu: bool = True):
+        raise NotImplementedError
+
+    def conv1x1_bias_relu(self, x, weight, bias, relu: bool = True):
+        raise NotImplementedError
+
+    def lraspp_gate(self, x, w_feat, b_feat, w_gate, b_gate):
+        raise NotImplementedError
+
+    def upsample_add(self, x, skip):
+        raise NotImplementedError
+
+    def resize_bilinear(self, x, size):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

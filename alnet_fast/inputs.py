@@ -1,0 +1,133 @@
+"""Input coercion: anything a user may pass -> normalised float32 tensors [C, H, W] in the config's channels."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .config import ALNetConfig
+from .io import pil_to_array, read_image
+
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's "L" conversion
+
+
+def split_batch(img) -> tuple[list, bool]:
+    """(items, batched): a list/tuple or an [N, C, H, W] tensor is a batch of N items; anything else is one."""
+    if isinstance(img, (list, tuple)):
+        if len(img) == 0:
+            raise ValueError("empty list of images")
+        return list(img), True
+    if isinstance(img, torch.Tensor) and img.dim() == 4:
+        if img.shape[0] == 0:
+            raise ValueError("empty batch: tensor of shape " + str(tuple(img.shape)))
+        return list(img.unbind(0)), True
+    return [img], False
+
+
+def to_chw(item) -> tuple[torch.Tensor, float]:
+    """One image as a float32 CPU tensor [C, H, W] of raw values, and the maximum of its original dtype.
+
+    Accepts a path, a PIL image, a numpy [H, W] or [H, W, C] array, or a torch [H, W] or [C, H, W] tensor.
+    """
+    if isinstance(item, (str, os.PathLike)):
+        item = read_image(Path(item))
+    elif isinstance(item, Image.Image):
+        item = pil_to_array(item)
+    if isinstance(item, np.ndarray):
+        dtype_max = _dtype_max(item.dtype)
+        if item.ndim == 2:
+            item = item[:, :, None]
+        elif item.ndim != 3:
+            raise ValueError(f"numpy image must be [H, W] or [H, W, C], got shape {item.shape}")
+        if item.shape[-1] > 4:
+            raise ValueError(f"numpy image [H, W, C] has C={item.shape[-1]} channels; expected 1 to 4 "
+                             "(a channels-first array? pass a torch tensor [C, H, W])")
+        tensor = torch.from_numpy(np.ascontiguousarray(item, dtype=np.float32)).permute(2, 0, 1)
+    elif isinstance(item, torch.Tensor):
+        if item.dim() not in (2, 3):
+            raise ValueError(f"tensor image must be [H, W], [C, H, W] or [N, C, H, W], got shape "
+                             f"{tuple(item.shape)}")
+        dtype_max = _dtype_max(item.dtype)
+        tensor = item.detach().to("cpu", torch.float32)
+        tensor = tensor[None] if tensor.dim() == 2 else tensor
+    else:
+        raise TypeError(f"unsupported image type {type(item).__name__}; pass a path, PIL image, numpy array "
+                        "or torch tensor (or a list of these)")
+    if tensor.numel() == 0:
+        raise ValueError(f"empty image of shape {tuple(tensor.shape)} (C, H, W)")
+    if not torch.isfinite(tensor).all():
+        raise ValueError("image contains NaN or Inf values")
+    return tensor, dtype_max
+
+
+def _dtype_max(dtype) -> float:
+    """The value that maps to 1.0 under "dtype" scaling; TypeError for dtypes that are not images."""
+    if isinstance(dtype, torch.dtype):
+        if dtype.is_complex or dtype in (torch.bool,) or not (dtype.is_floating_point or _is_int(dtype)):
+            raise TypeError(f"unsupported image dtype {dtype}")
+        return 1.0 if dtype.is_floating_point else float(torch.iinfo(dtype).max)
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return 1.0
+    if dtype.kind in "ui":
+        return float(np.iinfo(dtype).max)
+    if dtype.kind == "f":
+        return 1.0
+    raise TypeError(f"unsupported image dtype {dtype}; expected unsigned/signed integers, bool or floats")
+
+
+def _is_int(dtype: torch.dtype) -> bool:
+    try:
+        torch.iinfo(dtype)
+        return True
+    except TypeError:
+        return False
+
+
+def adapt_channels(x: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Gray <-> RGB and alpha dropping to reach the model's channels. x: [C, H, W] -> [in_channels, H, W]."""
+    c = x.shape[0]
+    if c in (2, 4) and c != in_channels:  # LA -> L, RGBA -> RGB: drop alpha
+        x, c = x[:-1], c - 1
+    if c == in_channels:
+        return x
+    if c == 3 and in_channels == 1:
+        weights = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype)
+        return (x * weights[:, None, None]).sum(0, keepdim=True)
+    if c == 1 and in_channels == 3:
+        return x.expand(3, -1, -1)
+    raise ValueError(f"image has {c} channels; the model expects {in_channels}")
+
+
+def scale(x: torch.Tensor, dtype_max: float, config: ALNetConfig) -> torch.Tensor:
+    """Map raw values to about [0, 1] as config.scaling says. x: [C, H, W] -> [C, H, W]."""
+    if config.scaling == "dtype":
+        return x / dtype_max
+    if config.scaling == "minmax":
+        lo, hi = x.min(), x.max()
+    else:
+        q = torch.tensor([p / 100.0 for p in config.percentiles], dtype=torch.float64)
+        flat = x.reshape(-1).double()
+        if flat.numel() > 1 << 24:  # torch.quantile's input limit; a strided sample is exact enough
+            flat = flat[:: flat.numel() // (1 << 24) + 1]
+        lo, hi = torch.quantile(flat, q).float()
+    y = (x - lo) / torch.clamp(hi - lo, min=1e-12)
+    return y.clamp(0.0, 1.0) if config.scaling == "percentile" else y
+
+
+def normalise(x: torch.Tensor, dtype_max: float, config: ALNetConfig) -> torch.Tensor:
+    """Raw [C, H, W] -> the network's input [in_channels, H, W]: channel adaptation, scaling, mean/std."""
+    x = scale(adapt_channels(x, config.in_channels), dtype_max, config)
+    mean = torch.tensor(config.mean, dtype=torch.float32).expand(config.in_channels)
+    std = torch.tensor(config.std, dtype=torch.float32).expand(config.in_channels)
+    return (x - mean[:, None, None]) / std[:, None, None]
+
+
+def prepare_image(item, config: ALNetConfig) -> torch.Tensor:
+    """Any single image -> normalised float32 [in_channels, H, W] on CPU."""
+    tensor, dtype_max = to_chw(item)
+    return normalise(tensor, dtype_max, config)

@@ -1,0 +1,107 @@
+"""Segmenter: images in, probabilities or masks out, through a bound model and backend."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import ALNetConfig
+from .graph import FoldedALNet, count_parameters
+from .inputs import prepare_image, split_batch
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the bottom/right of x [N, C, H, W] to multiples of ``multiple`` (reflect when it can, else replicate)."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def logits_to_probs(logits: torch.Tensor) -> torch.Tensor:
+    """[N, K, H, W] logits -> probabilities: sigmoid for one class ([N, H, W]), softmax over K otherwise."""
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits[:, 0])
+    return torch.softmax(logits, dim=1)
+
+
+def probs_to_mask(probs: np.ndarray, num_classes: int) -> np.ndarray:
+    """Probabilities -> uint8 labels: prob > 0.5 for one class ([..., H, W]), argmax over classes otherwise."""
+    if num_classes == 1:
+        return (probs > 0.5).astype(np.uint8)
+    return probs.argmax(axis=-3).astype(np.uint8)
+
+
+class Segmenter:
+    """Runs a (folded or multi-branch) AL-Net on a device through an op table.
+
+    ``predict(img)`` -> float32 probabilities [H, W] (one class) or [K, H, W]; ``segment(img)`` -> uint8
+    mask [H, W]. A list, or a tensor [N, C, H, W], gives a list (resp. an array with a leading N).
+    Images of any size are padded to a multiple of 32 and cropped back: outputs have the input's H x W.
+    """
+
+    def __init__(self, model: torch.nn.Module, ops, backend_reason: str, device: torch.device,
+                 dtype: torch.dtype = torch.float32, batch_size: int = 4):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model, self.ops, self.backend_reason = model, ops, backend_reason
+        self.device, self.dtype, self.batch_size = device, dtype, batch_size
+
+    @property
+    def config(self) -> ALNetConfig:
+        return self.model.config
+
+    @property
+    def backend(self) -> str:
+        return self.ops.name
+
+    def __repr__(self) -> str:
+        kind = "folded" if isinstance(self.model, FoldedALNet) else "multi-branch"
+        return (f"Segmenter({kind}, {count_parameters(self.model) / 1e6:.2f} M params, backend={self.backend_reason}, "
+                f"device={self.device}, dtype={self.dtype}, batch_size={self.batch_size})")
+
+    @torch.inference_mode()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Network logits for a normalised batch. x: [N, in_channels, H, W] -> float32 [N, K, H, W] on CPU."""
+        h, w = x.shape[-2:]
+        x = pad_to_multiple(x, self.config.output_stride)
+        x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        if isinstance(self.model, FoldedALNet):
+            out = self.model(x, self.ops)
+        else:
+            out = self.model(x)
+        return out[..., :h, :w].float().cpu()
+
+    def _probabilities(self, images: list[torch.Tensor]) -> list[np.ndarray]:
+        """Normalised [C, H, W] images -> probability arrays, batched by padded size."""
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, image in enumerate(images):
+            groups[tuple(image.shape[-2:])].append(i)
+        results: list[np.ndarray | None] = [None] * len(images)
+        for indices in groups.values():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start:start + self.batch_size]
+                probs = logits_to_probs(self.logits(torch.stack([images[i] for i in chunk])))
+                for i, p in zip(chunk, probs.numpy()):
+                    results[i] = p
+        return results
+
+    def predict(self, img):
+        """Probabilities for an image or a batch (see the class docstring for accepted inputs)."""
+        items, batched = split_batch(img)
+        images = [prepare_image(item, self.config) for item in items]
+        probs = self._probabilities(images)
+        if not batched:
+            return probs[0]
+        return np.stack(probs) if isinstance(img, torch.Tensor) else probs
+
+    def segment(self, img):
+        """uint8 masks for an image or a batch: prob > 0.5 for one class, argmax otherwise."""
+        probs = self.predict(img)
+        k = self.config.num_classes
+        return [probs_to_mask(p, k) for p in probs] if isinstance(probs, list) else probs_to_mask(probs, k)

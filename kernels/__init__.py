@@ -1,0 +1,1 @@
+"""Triton kernels for the folded AL-Net graph (installed as alnet_fast.kernels)."""
