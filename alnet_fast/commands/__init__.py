@@ -1,0 +1,1 @@
+"""Subcommands of the `alnet-fast` command (see alnet_fast.cli)."""
