@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import torch
 
+from . import checks
+
 OP_NAMES = ("conv3x3_bias_relu", "conv1x1_bias_relu", "lraspp_gate", "upsample_add", "resize_bilinear")
 
 
 class OpTable:
-    """Base class of every backend. Subclasses set ``name`` and ``devices`` and implement OP_NAMES."""
+    """Base class of every backend. Subclasses set ``name``, ``devices`` and ``dtypes`` and implement the
+    underscored ``_<op>`` methods; the public ops validate arguments (typed errors) and dispatch to them."""
 
     name: str = "abstract"
     devices: tuple[str, ...] = ()
@@ -39,19 +42,41 @@ class OpTable:
         """Called once when a model is bound to this backend (e.g. to prepack weights); returns the model."""
         return model
 
+    # Public ops: checked here once, for every backend; backends implement the underscored methods.
+
     def conv3x3_bias_relu(self, x, weight, bias, stride: int = 1, relu: bool = True):
-        raise NotImplementedError
+        checks.check_conv(x, weight, bias, 3, stride)
+        return self._conv3x3_bias_relu(x, weight, bias, stride, relu)
 
     def conv1x1_bias_relu(self, x, weight, bias, relu: bool = True):
-        raise NotImplementedError
+        checks.check_conv(x, weight, bias, 1)
+        return self._conv1x1_bias_relu(x, weight, bias, relu)
 
     def lraspp_gate(self, x, w_feat, b_feat, w_gate, b_gate):
-        raise NotImplementedError
+        checks.check_lraspp_gate(x, w_feat, b_feat, w_gate, b_gate)
+        return self._lraspp_gate(x, w_feat, b_feat, w_gate, b_gate)
 
     def upsample_add(self, x, skip):
-        raise NotImplementedError
+        checks.check_upsample_add(x, skip)
+        return self._upsample_add(x, skip)
 
     def resize_bilinear(self, x, size):
+        checks.check_resize(x, size)
+        return self._resize_bilinear(x, tuple(int(s) for s in size))
+
+    def _conv3x3_bias_relu(self, x, weight, bias, stride, relu):
+        raise NotImplementedError
+
+    def _conv1x1_bias_relu(self, x, weight, bias, relu):
+        raise NotImplementedError
+
+    def _lraspp_gate(self, x, w_feat, b_feat, w_gate, b_gate):
+        raise NotImplementedError
+
+    def _upsample_add(self, x, skip):
+        raise NotImplementedError
+
+    def _resize_bilinear(self, x, size):
         raise NotImplementedError
 
     def __repr__(self) -> str:
