@@ -33,6 +33,8 @@ def _read_tiff(path: Path) -> np.ndarray:
     except Exception as exc:  # tifffile raises many types for corrupt files
         raise ImageReadError(f"{str(path)!r} is not a readable TIFF image: {exc}") from exc
     array = np.squeeze(array) if array.ndim > 3 else array
+    if array.ndim < 2 or array.size == 0:
+        raise ImageReadError(f"{str(path)!r} holds no 2-D image data (shape {array.shape})")
     if array.ndim == 3 and array.shape[-1] not in (1, 2, 3, 4):
         raise ImageReadError(f"{str(path)!r} holds a stack of shape {array.shape}, not a 2-D image; "
                              "read volumes slice by slice")
