@@ -62,7 +62,7 @@ class OpTable:
 
     def resize_bilinear(self, x, size):
         checks.check_resize(x, size)
-        return self._resize_bilinear(x, tuple(int(s) for s in size))
+        return self._resize_bilinear(x, tuple(size))
 
     def _conv3x3_bias_relu(self, x, weight, bias, stride, relu):
         raise NotImplementedError

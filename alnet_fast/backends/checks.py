@@ -68,7 +68,7 @@ def check_upsample_add(x, skip) -> None:
 
 
 def check_resize(x, size) -> None:
-    """x: [N, C, h, w]; size: (H, W) positive ints."""
+    """x: [N, C, h, w]; size: (H, W) positive ints (symbolic sizes from tracers pass unchecked)."""
     _activation(x)
-    if len(size) != 2 or any(int(s) != s or s < 1 for s in size):
+    if len(size) != 2 or any(isinstance(s, (float, bool)) or (isinstance(s, int) and s < 1) for s in size):
         raise ValueError(f"size must be two positive ints (H, W), got {size!r}")

@@ -1,0 +1,76 @@
+"""Builders for every benchmark entry: each returns ``run(x) -> logits`` for x: [N, C, H, W] float32 on CPU.
+
+alnet_fast entries go through the user's path (``alnet_fast.load(...).logits``); peers run the same
+folded network: torch.compile of the folded module, and ONNX Runtime / OpenVINO on its ONNX export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+import alnet_fast
+from alnet_fast.graph import FoldedALNet
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+def alnet_fast_runner(model: alnet_fast.ALNet, backend: str, dtype: torch.dtype, fold: bool = True) -> Runner:
+    return alnet_fast.load(model, backend=backend, device="cpu", dtype=dtype, fold=fold).logits
+
+
+def torch_compile_runner(folded: FoldedALNet, dtype: torch.dtype = torch.float32) -> Runner:
+    """torch.compile (inductor, weights frozen as constants) of the folded model, channels_last."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    module = folded.to(memory_format=torch.channels_last).eval()
+    compiled = torch.compile(module, dynamic=False)
+
+    @torch.inference_mode()
+    def run(x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        if dtype == torch.float32:
+            return compiled(x)
+        with torch.autocast("cpu", dtype=dtype):
+            return compiled(x).float()
+
+    return run
+
+
+def export_onnx(folded: FoldedALNet, path: Path, example: torch.Tensor) -> Path:
+    """The folded graph as ONNX with dynamic batch, height and width."""
+    dims = {0: "batch", 2: "height", 3: "width"}
+    torch.onnx.export(folded.eval(), (example,), str(path), input_names=["image"], output_names=["logits"],
+                      dynamic_axes={"image": dims, "logits": dims}, opset_version=17, dynamo=False)
+    return path
+
+
+def onnxruntime_runner(onnx_path: Path) -> Runner:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+
+
+def openvino_runner(onnx_path: Path, precision: str) -> Runner:
+    """OpenVINO on CPU; precision "f32" (INFERENCE_PRECISION_HINT, needed for parity) or "bf16" (its default here)."""
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = {}
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        key = tuple(x.shape)
+        if key not in compiled:  # static shapes compile fastest; one compile per benchmarked shape
+            model = core.read_model(str(onnx_path))
+            model.reshape({"image": list(key)})
+            compiled[key] = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision,
+                                                               "PERFORMANCE_HINT": "LATENCY"})
+        return torch.from_numpy(compiled[key]({"image": x.numpy()})[0].copy())
+
+    return run
