@@ -5,6 +5,7 @@
     mask = seg.segment("slice.png")              # uint8 [H, W]
 """
 
+from . import ops
 from .api import load
 from .backends import backend_names
 from .checkpoint import bundled_models, read_checkpoint, save
@@ -18,5 +19,5 @@ from .segment import Segmenter
 __version__ = "0.1.0"
 
 __all__ = ["ALNet", "ALNetConfig", "BackendUnavailable", "CheckpointError", "FoldedALNet", "ImageReadError",
-           "Segmenter", "__version__", "backend_names", "bundled_models", "count_parameters", "load",
+           "Segmenter", "__version__", "backend_names", "bundled_models", "count_parameters", "load", "ops",
            "read_checkpoint", "reparameterize", "save"]

@@ -1,1 +1,10 @@
-"""Triton kernels for the folded AL-Net graph (installed as alnet_fast.kernels)."""
+"""Triton kernels for the folded AL-Net graph (installed as alnet_fast.kernels).
+
+- conv3x3: implicit-GEMM conv (3x3 stride 1/2, and 1x1 as one tap) + bias + ReLU (+ gate), NHWC,
+  prepacked weights, lazily autotuned per device.
+- lraspp_gate: global mean, hard-sigmoid gate mat-vec, then the gated 1x1 conv GEMM.
+- bilinear: bilinear resize (align_corners=False), optionally fused with the decoder's skip add.
+- runtime: interpreter detection, lazy per-device autotuners, device context.
+
+Nothing here is imported by ``import alnet_fast``; importing these modules needs triton but no GPU.
+"""

@@ -1,0 +1,99 @@
+"""The Triton backend: every op of the table on Triton kernels (alnet_fast.kernels).
+
+On CUDA the kernels are compiled and autotuned (lazily, per device); on CPU they run through the
+Triton interpreter, which must be enabled (TRITON_INTERPRET=1) before triton is first imported.
+bf16 runs on CUDA only: the interpreter silently returns garbage for bf16 tl.dot.
+
+Weights are packed once per weight tensor ([taps, Cin_pad, Cout], see kernels/conv3x3.py) and cached
+by tensor identity and version, so ``prepare(model)`` packs the whole folded model at load time and
+each forward reuses the packs; an in-place weight update repacks on next use.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.weak import WeakIdKeyDictionary
+
+from ..graph import FoldedConv, FoldedLiteRASPP
+from .base import OpTable
+
+try:
+    from ..kernels.bilinear import resize_bilinear
+    from ..kernels.conv3x3 import conv_bias_act, conv_kernel, pack_conv_weight
+    from ..kernels.lraspp_gate import lraspp_gate
+    from ..kernels.runtime import is_interpreted
+except ModuleNotFoundError as exc:  # triton missing: the backend reports it instead of failing to import
+    if exc.name != "triton":
+        raise
+    TRITON_IMPORT_ERROR: ModuleNotFoundError | None = exc
+else:
+    TRITON_IMPORT_ERROR = None
+
+
+def triton_unavailable_reason(device: torch.device, dtype: torch.dtype) -> str | None:
+    """Why the Triton kernels cannot run on ``device`` with ``dtype`` here, or None."""
+    if TRITON_IMPORT_ERROR is not None:
+        return "triton is not installed (pip install 'alnet_fast[triton]')"
+    interpreted = is_interpreted(conv_kernel)
+    if device.type == "cpu":
+        if not interpreted:
+            return "triton on CPU needs TRITON_INTERPRET=1 set before triton is imported"
+        if dtype == torch.bfloat16:
+            return "triton on CPU (interpreter) does not support bfloat16: its bf16 tl.dot returns wrong results"
+    elif device.type == "cuda":
+        if interpreted:
+            return "triton kernels were loaded with TRITON_INTERPRET=1 (CPU interpreter); unset it to run on CUDA"
+        if not torch.cuda.is_available():
+            return "triton on CUDA needs a visible CUDA device; none is available"
+    return None
+
+
+class TritonOps(OpTable):
+    """input_precision: tl.dot precision for fp32 inputs, "ieee" (exact; default) or "tf32" (faster on
+    tensor cores, ~1e-3 relative error)."""
+
+    name = "triton"
+    devices = ("cuda", "cpu")
+    dtypes = (torch.float32, torch.float16, torch.bfloat16)
+
+    def __init__(self, input_precision: str = "ieee"):
+        if input_precision not in ("ieee", "tf32"):
+            raise ValueError(f"input_precision must be 'ieee' or 'tf32', got {input_precision!r}")
+        self.input_precision = input_precision
+        self._packs = WeakIdKeyDictionary()
+
+    def unavailable_reason(self, device: torch.device, dtype: torch.dtype = torch.float32) -> str | None:
+        return super().unavailable_reason(device, dtype) or triton_unavailable_reason(device, dtype)
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Packs every conv weight of a folded model once and converts it to channels_last."""
+        model = model.to(memory_format=torch.channels_last)
+        for module in model.modules():
+            if isinstance(module, FoldedConv):
+                self._packed(module.weight, module.bias)
+            elif isinstance(module, FoldedLiteRASPP):
+                self._packed(module.w_feat, module.b_feat)
+        return model
+
+    def _packed(self, weight: torch.Tensor, bias: torch.Tensor):
+        version = (weight._version, bias._version, id(bias), weight.dtype)
+        cached = self._packs.get(weight)
+        if cached is None or cached[0] != version:
+            cached = (version, pack_conv_weight(weight, bias))
+            self._packs[weight] = cached
+        return cached[1]
+
+    def _conv3x3_bias_relu(self, x, weight, bias, stride, relu):
+        return conv_bias_act(x, self._packed(weight, bias), stride, relu, input_precision=self.input_precision)
+
+    def _conv1x1_bias_relu(self, x, weight, bias, relu):
+        return conv_bias_act(x, self._packed(weight, bias), 1, relu, input_precision=self.input_precision)
+
+    def _lraspp_gate(self, x, w_feat, b_feat, w_gate, b_gate):
+        return lraspp_gate(x, self._packed(w_feat, b_feat), w_gate, b_gate, input_precision=self.input_precision)
+
+    def _upsample_add(self, x, skip):
+        return resize_bilinear(x, tuple(skip.shape[-2:]), skip=skip)
+
+    def _resize_bilinear(self, x, size):
+        return resize_bilinear(x, size)
