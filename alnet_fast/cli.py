@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("alnet-fast: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError, ImportError) as exc:
         print(f"alnet-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

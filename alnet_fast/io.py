@@ -1,9 +1,19 @@
-"""Image file readers: PNG/JPEG/BMP via Pillow, TIFF (8/16-bit, float) via tifffile."""
+"""Image files in and out.
+
+Readers: PNG/JPEG/BMP via Pillow, TIFF (8/16-bit, float) via tifffile, DICOM slices via pydicom
+(modality rescale, then the VOI window when the file has one). NIfTI volumes: see alnet_fast.volumes.
+
+Writers are atomic: each writes a hidden temporary file in the destination folder and renames it into
+place (``os.replace``), so an interrupted run never leaves a half-written output under its final name.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -11,17 +21,60 @@ from PIL import Image, UnidentifiedImageError
 from .errors import ImageReadError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+DICOM_MAGIC_OFFSET = 128  # the 128-byte preamble, then b"DICM" (PS3.10 section 7.1)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a 2-D image file. -> [H, W] or [H, W, C] array in the file's own dtype (uint8, uint16, float32...)."""
+def full_suffix(path: str | os.PathLike) -> str:
+    """The lower-case suffix, with ``.nii.gz`` kept whole: "a/b.NII.GZ" -> ".nii.gz", "x.png" -> ".png"."""
+    name = Path(path).name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+
+
+def strip_suffix(path: str | os.PathLike) -> Path:
+    """The path without its (full) suffix: "a/brain.nii.gz" -> "a/brain"."""
+    path = Path(path)
+    suffix = full_suffix(path)
+    return path.with_name(path.name[: len(path.name) - len(suffix)]) if suffix else path
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    """True for a .dcm/.dicom name, or a file that carries the DICOM preamble and "DICM" marker."""
+    path = Path(path)
+    if full_suffix(path) in DICOM_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            f.seek(DICOM_MAGIC_OFFSET)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def is_nifti(path: str | os.PathLike) -> bool:
+    return full_suffix(path) in NIFTI_SUFFIXES
+
+
+def read_image(path: str | os.PathLike, window: bool = True) -> np.ndarray:
+    """Read a 2-D image file. -> [H, W] or [H, W, C] array in the file's own dtype (uint8, uint16, float32...).
+
+    DICOM slices come back as float32 (see ``read_dicom``; ``window`` is passed on to it).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"image file {str(path)!r} not found")
     if not path.is_file():
         raise ImageReadError(f"{str(path)!r} is not a file")
-    if path.suffix.lower() in TIFF_SUFFIXES:
+    suffix = full_suffix(path)
+    if suffix in NIFTI_SUFFIXES:
+        raise ImageReadError(f"{str(path)!r} is a NIfTI volume, not a 2-D image; use "
+                             "alnet_fast.volumes.segment_nifti (or the alnet-fast segment command)")
+    if suffix in TIFF_SUFFIXES:
         return _read_tiff(path)
+    if suffix not in PILLOW_SUFFIXES and is_dicom(path):
+        return read_dicom(path, window)
     return _read_pillow(path)
 
 
@@ -57,3 +110,114 @@ def pil_to_array(image: Image.Image) -> np.ndarray:
     if image.mode == "1":
         image = image.convert("L")
     return np.asarray(image)
+
+
+def optional_import(module: str, purpose: str):
+    """Import an optional dependency (the ``io`` extra), or raise ImageReadError saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImageReadError(f"{purpose} needs {module}: pip install 'alnet_fast[io]'") from exc
+
+
+# DICOM
+
+def read_dicom(path: str | os.PathLike, window: bool = True) -> np.ndarray:
+    """One DICOM slice. -> float32 [H, W] (grayscale) or the stored [H, W, 3] array (colour).
+
+    Grayscale pixels go through the modality rescale (``RescaleSlope * stored + RescaleIntercept``:
+    Hounsfield units for CT). With ``window`` and a WindowCenter/WindowWidth in the file, the linear
+    VOI window then maps them to [0, 1] (PS3.3 C.11.2.1.2.1); MONOCHROME1 is inverted so that bright
+    is always high. Multi-frame files are refused: they are volumes.
+    """
+    path = Path(path)
+    pydicom = optional_import("pydicom", f"reading the DICOM file {str(path)!r}")
+    try:
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
+    except Exception as exc:  # pydicom raises InvalidDicomError, ValueError, AttributeError, ... on bad files
+        raise ImageReadError(f"{str(path)!r} is not a readable DICOM image: {exc}") from exc
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise ImageReadError(f"{str(path)!r} is a multi-frame DICOM ({frames} frames), not a 2-D slice")
+    if ds.get("SamplesPerPixel", 1) != 1:
+        return pixels
+    values = modality_rescale(pixels, float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))
+    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+    if window and center is not None and width is not None and width >= 1:
+        values = apply_window(values, center, width)
+        if ds.get("PhotometricInterpretation") == "MONOCHROME1":
+            values = 1.0 - values
+    elif ds.get("PhotometricInterpretation") == "MONOCHROME1":
+        values = values.max() + values.min() - values
+    return values
+
+
+def modality_rescale(pixels: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """Stored values -> modality values (e.g. HU). pixels: [H, W] integers -> float32 [H, W]."""
+    return (pixels.astype(np.float64) * slope + intercept).astype(np.float32)
+
+
+def apply_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
+    """DICOM linear VOI window onto [0, 1]: (x - (c - 0.5)) / (w - 1) + 0.5, clipped. [H, W] -> float32 [H, W]."""
+    out = (values.astype(np.float64) - (center - 0.5)) / (width - 1.0) + 0.5
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _first(value) -> float | None:
+    """WindowCenter/Width may be multi-valued (several windows): the first is the default one."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return float(value[0]) if len(value) else None
+    return float(value)
+
+
+# Atomic writers
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden temporary path beside ``path`` (same suffix); on success rename it onto ``path``.
+
+    On any exception, KeyboardInterrupt included, the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{strip_suffix(path).name}.", suffix=f".part{full_suffix(path)}",
+                               dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual permissions
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write a uint8/uint16 [H, W] or uint8 [H, W, 3|4] array as PNG, atomically."""
+    if array.dtype not in (np.uint8, np.uint16) or array.ndim not in (2, 3):
+        raise ValueError(f"PNG needs a uint8/uint16 [H, W] or uint8 [H, W, C] array, got {array.dtype} "
+                         f"{array.shape}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+    return Path(path)
+
+
+def write_tiff(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write an array (e.g. float32 probabilities [H, W] or [K, H, W]) as TIFF, atomically."""
+    import tifffile
+
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, np.ascontiguousarray(array))
+    return Path(path)

@@ -91,8 +91,16 @@ class Segmenter:
                     results[i] = p
         return results
 
-    def predict(self, img):
-        """Probabilities for an image or a batch (see the class docstring for accepted inputs)."""
+    def predict(self, img, tile: int | None = None, overlap: float = 0.25):
+        """Probabilities for an image or a batch (see the class docstring for accepted inputs).
+
+        tile: run through overlapping ``tile`` x ``tile`` tiles blended by a linear ramp (alnet_fast.tiling),
+        which bounds memory for large images; ``overlap`` is the fraction of a tile shared with its neighbour.
+        """
+        if tile is not None:
+            from .tiling import predict_tiled
+
+            return predict_tiled(self, img, tile, overlap)
         items, batched = split_batch(img)
         images = [prepare_image(item, self.config) for item in items]
         probs = self._probabilities(images)
@@ -100,8 +108,8 @@ class Segmenter:
             return probs[0]
         return np.stack(probs) if isinstance(img, torch.Tensor) else probs
 
-    def segment(self, img):
-        """uint8 masks for an image or a batch: prob > 0.5 for one class, argmax otherwise."""
-        probs = self.predict(img)
+    def segment(self, img, tile: int | None = None, overlap: float = 0.25):
+        """uint8 masks for an image or a batch: prob > 0.5 for one class, argmax otherwise (tile: see predict)."""
+        probs = self.predict(img, tile, overlap)
         k = self.config.num_classes
         return [probs_to_mask(p, k) for p in probs] if isinstance(probs, list) else probs_to_mask(probs, k)

@@ -1,7 +1,8 @@
 """Builders for every benchmark entry: each returns ``run(x) -> logits`` for x: [N, C, H, W] float32 on CPU.
 
 alnet_fast entries go through the user's path (``alnet_fast.load(...).logits``); peers run the same
-folded network: torch.compile of the folded module, and ONNX Runtime / OpenVINO on its ONNX export.
+folded network: torch.compile of the folded module, and ONNX Runtime / OpenVINO on the ONNX file that
+``alnet_fast.export.export_onnx`` (the `alnet-fast export` command) writes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Callable
 import torch
 
 import alnet_fast
+from alnet_fast.export import INPUT_NAME
 from alnet_fast.graph import FoldedALNet
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
@@ -40,21 +42,13 @@ def torch_compile_runner(folded: FoldedALNet, dtype: torch.dtype = torch.float32
     return run
 
 
-def export_onnx(folded: FoldedALNet, path: Path, example: torch.Tensor) -> Path:
-    """The folded graph as ONNX with dynamic batch, height and width."""
-    dims = {0: "batch", 2: "height", 3: "width"}
-    torch.onnx.export(folded.eval(), (example,), str(path), input_names=["image"], output_names=["logits"],
-                      dynamic_axes={"image": dims, "logits": dims}, opset_version=17, dynamo=False)
-    return path
-
-
 def onnxruntime_runner(onnx_path: Path) -> Runner:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    return lambda x: torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+    return lambda x: torch.from_numpy(session.run(None, {INPUT_NAME: x.numpy()})[0])
 
 
 def openvino_runner(onnx_path: Path, precision: str) -> Runner:
@@ -68,9 +62,9 @@ def openvino_runner(onnx_path: Path, precision: str) -> Runner:
         key = tuple(x.shape)
         if key not in compiled:  # static shapes compile fastest; one compile per benchmarked shape
             model = core.read_model(str(onnx_path))
-            model.reshape({"image": list(key)})
+            model.reshape({INPUT_NAME: list(key)})
             compiled[key] = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision,
                                                                "PERFORMANCE_HINT": "LATENCY"})
-        return torch.from_numpy(compiled[key]({"image": x.numpy()})[0].copy())
+        return torch.from_numpy(compiled[key]({INPUT_NAME: x.numpy()})[0].copy())
 
     return run

@@ -21,6 +21,7 @@ import torch
 import alnet_fast
 from alnet_fast.backends import get_backend
 from alnet_fast.errors import BackendUnavailable
+from alnet_fast.export import export_onnx
 from alnet_fast.testing import dice
 
 from workload import BATCHES, SIZES, bench_input, bench_model, model_stats, reference_logits
@@ -41,7 +42,7 @@ class Entry:
 def _onnx_path() -> Path:
     path = ONNX_DIR / "alnet_folded.onnx"
     if not path.exists():
-        peers.export_onnx(alnet_fast.reparameterize(bench_model()), path, bench_input("512x512", 1))
+        export_onnx(bench_model(), path)
     return path
 
 
