@@ -5,7 +5,7 @@
     mask = seg.segment("slice.png")              # uint8 [H, W]
 """
 
-from . import ops
+from . import ops, train
 from .api import load
 from .backends import backend_names
 from .checkpoint import bundled_models, read_checkpoint, save
@@ -20,4 +20,4 @@ __version__ = "0.1.0"
 
 __all__ = ["ALNet", "ALNetConfig", "BackendUnavailable", "CheckpointError", "FoldedALNet", "ImageReadError",
            "Segmenter", "__version__", "backend_names", "bundled_models", "count_parameters", "load", "ops",
-           "read_checkpoint", "reparameterize", "save"]
+           "read_checkpoint", "reparameterize", "save", "train"]

@@ -1,0 +1,50 @@
+"""`alnet-fast eval`: Dice, IoU and pixel accuracy of a checkpoint, per image and mean ± std."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..api import load
+from ..train import DATASET_CONFIGS, load_dataset, summarise
+from .train import read_pairs
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="score a model against ground-truth masks (Dice, IoU, accuracy)",
+                              description="Segment images with MODEL (a checkpoint or bundled model name) "
+                                          "and compare with masks: per image and mean ± std.")
+    p.add_argument("model", help="checkpoint path or bundled model name")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", choices=sorted(DATASET_CONFIGS),
+                     help="a real data set (scripts/fetch_data.py), scored on --split")
+    src.add_argument("--images", nargs="+", help="image files (with --masks, in the same order)")
+    p.add_argument("--masks", nargs="+", help="mask files for --images (nonzero is foreground)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument("--data", type=Path, default=None, help="data directory for --dataset (default ./data)")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.dataset:
+        samples = load_dataset(args.dataset, args.data)[args.split]
+        names = [f"{args.dataset}/{args.split}/{i}" for i in range(len(samples))]
+    else:
+        if not args.masks:
+            raise ValueError("--images needs --masks")
+        samples = read_pairs(args.images, args.masks)
+        names = list(args.images)
+    segmenter = load(args.model, backend=args.backend, device=args.device)
+    summary = summarise(segmenter.segment([image for image, _ in samples]), [mask for _, mask in samples])
+    for name, row in zip(names, summary.per_image):
+        print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()))
+    print(f"mean ± std over {len(samples)} images: {summary.format()}")
+    print("pooled over all pixels: " + ", ".join(f"{k} {v:.4f}" for k, v in summary.pooled.items()))
+    if args.json is not None:
+        args.json.write_text(json.dumps({"images": dict(zip(names, summary.per_image)), "mean": summary.mean,
+                                         "std": summary.std, "pooled": summary.pooled}, indent=2))
+    return 0

@@ -1,0 +1,222 @@
+"""The training loop: seeded, resumable, with validation and best-checkpoint saving.
+
+Defaults follow the paper: Dice + BCE loss, Adam at lr 5e-3 decayed x0.95 per epoch, batch 4.
+Files written to ``out_dir`` (each atomically, via a temporary file renamed into place):
+  state.pt           everything needed to resume (weights, optimizer, scheduler, epoch, history)
+  best.safetensors   the multi-branch model with the best validation Dice so far (alnet_fast.save)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..checkpoint import save
+from ..config import ALNetConfig
+from ..inputs import prepare_image
+from ..model import ALNet
+from ..segment import pad_to_multiple
+from .augment import Augmentation, augment, random_crop
+from .datasets import Sample
+from .heads import AuxiliaryHeads
+from .losses import bce_dice_loss, self_adjusting_loss
+from .metrics import dice
+
+LOSSES = ("bce_dice", "self_adjusting")
+STATE_FILE = "state.pt"
+BEST_FILE = "best.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyper-parameters of one training run. An epoch is ``steps_per_epoch`` batches of random crops."""
+
+    epochs: int = 40
+    steps_per_epoch: int = 32
+    batch_size: int = 4
+    lr: float = 5e-3
+    lr_decay: float = 0.95
+    crop: int = 128
+    loss: str = "bce_dice"
+    seed: int = 0
+    augmentation: Augmentation = field(default_factory=Augmentation)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "steps_per_epoch", "batch_size", "crop"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0 or not 0 < self.lr_decay <= 1:
+            raise ValueError(f"need lr > 0 and 0 < lr_decay <= 1, got lr={self.lr}, lr_decay={self.lr_decay}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainSettings":
+        """Inverse of dataclasses.asdict."""
+        return cls(**{**data, "augmentation": Augmentation(**data["augmentation"])})
+
+    def resumable_with(self, other: "TrainSettings") -> bool:
+        """Whether a run with ``other`` may continue one with these settings (only ``epochs`` may change)."""
+        return dataclasses.replace(self, epochs=other.epochs) == other
+
+
+@dataclass
+class TrainResult:
+    """Where the best model is, how good it was on validation, and the per-epoch history."""
+
+    best_path: Path
+    best_epoch: int
+    best_val_dice: float
+    history: list[dict[str, float]]
+
+
+def to_tensors(samples: list[Sample], config: ALNetConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Raw (image, mask) pairs -> (normalised image [C, H, W], float mask [1, H, W]), normalised exactly as
+    inference normalises (alnet_fast.inputs.prepare_image)."""
+    if not samples:
+        raise ValueError("no samples")
+    tensors = []
+    for image, mask in samples:
+        x = prepare_image(image, config)
+        m = torch.from_numpy(np.asarray(mask) != 0).float()[None]
+        if m.shape[-2:] != x.shape[-2:]:
+            raise ValueError(f"mask {tuple(m.shape[-2:])} and image {tuple(x.shape[-2:])} differ in size")
+        tensors.append((x, m))
+    return tensors
+
+
+def draw_batch(data: list[tuple[torch.Tensor, torch.Tensor]], settings: TrainSettings, gen: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """batch_size augmented crops, images picked in proportion to their area. -> ([B, C, s, s], [B, 1, s, s])."""
+    areas = torch.tensor([float(x.shape[-2] * x.shape[-1]) for x, _ in data])
+    images, masks = [], []
+    for i in torch.multinomial(areas, settings.batch_size, replacement=True, generator=gen).tolist():
+        x, m = random_crop(*data[i], settings.crop, gen)
+        x, m = augment(x, m, gen, settings.augmentation)
+        images.append(x)
+        masks.append(m)
+    return torch.stack(images), torch.stack(masks)
+
+
+@torch.no_grad()
+def predict_masks(model: ALNet, images: list[torch.Tensor]) -> list[np.ndarray]:
+    """Boolean masks [H, W] from an eval-mode model, one normalised image [C, H, W] at a time."""
+    masks = []
+    for x in images:
+        h, w = x.shape[-2:]
+        logits = model(pad_to_multiple(x[None], model.config.output_stride))[0, 0, :h, :w]
+        masks.append((logits > 0).numpy())
+    return masks
+
+
+def validation_dice(model: ALNet, data: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Mean per-image Dice of the thresholded prediction on validation images."""
+    was_training = model.training
+    model.eval()
+    preds = predict_masks(model, [x for x, _ in data])
+    model.train(was_training)
+    return float(np.mean([dice(p, m[0].numpy()) for p, (_, m) in zip(preds, data)]))
+
+
+def train_epoch(net: torch.nn.Module, optimizer: torch.optim.Optimizer, data: list[tuple[torch.Tensor, torch.Tensor]],
+                settings: TrainSettings, gen: torch.Generator, desc: str, progress: bool) -> tuple[float, float]:
+    """``settings.steps_per_epoch`` optimizer steps on batches drawn from ``gen``. -> (mean loss, mean batch Dice)."""
+    net.train()
+    losses, dices = [], []
+    bar = tqdm(range(settings.steps_per_epoch), desc=desc, disable=not progress, leave=False)
+    for _ in bar:
+        images, masks = draw_batch(data, settings, gen)
+        if settings.loss == "self_adjusting":
+            logits, branch_logits = net(images)
+            loss, _ = self_adjusting_loss(logits, branch_logits, masks)
+        else:
+            logits = net(images)
+            loss = bce_dice_loss(logits, masks)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        dices.append(dice((logits.detach() > 0).numpy(), masks.numpy()))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", dice=f"{dices[-1]:.3f}")
+    return float(np.mean(losses)), float(np.mean(dices))
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The random stream of one epoch: depends only on (seed, epoch), so a resumed run draws the same crops."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def train(train_samples: list[Sample], val_samples: list[Sample], out_dir: str | os.PathLike,
+          config: ALNetConfig | None = None, settings: TrainSettings | None = None, resume: bool = False,
+          progress: bool = True, metadata: dict[str, str] | None = None) -> TrainResult:
+    """Train an ALNet on (image, mask) samples; keep the checkpoint with the best validation Dice.
+
+    resume: continue from ``out_dir/state.pt`` if it exists (a run interrupted at any point resumes
+    from its last finished epoch and ends with the same weights as an uninterrupted run).
+    metadata: extra strings stored in best.safetensors (with ``val_dice`` and ``epoch``).
+    """
+    config = config or ALNetConfig()
+    settings = settings or TrainSettings()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_data, val_data = to_tensors(train_samples, config), to_tensors(val_samples, config)
+
+    torch.manual_seed(settings.seed)
+    model = ALNet(config)
+    net = AuxiliaryHeads(model) if settings.loss == "self_adjusting" else model
+    optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=settings.lr_decay)
+    start, best_epoch, best_dice, history = 0, -1, -1.0, []
+
+    state_path, best_path = out_dir / STATE_FILE, out_dir / BEST_FILE
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        saved = TrainSettings.from_dict(state["settings"])
+        if state["config"] != config.to_dict() or not saved.resumable_with(settings):
+            raise ValueError(f"{state_path} was written by a run with different settings or config "
+                             f"({saved}, {state['config']}); use another out_dir or resume=False")
+        net.load_state_dict(state["net"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, best_epoch, best_dice, history = (state["epoch"], state["best_epoch"], state["best_dice"],
+                                                 state["history"])
+
+    for epoch in range(start, settings.epochs):
+        desc = f"epoch {epoch + 1}/{settings.epochs}"
+        loss, train_dice = train_epoch(net, optimizer, train_data, settings, _epoch_generator(settings.seed, epoch),
+                                       desc, progress)
+        scheduler.step()
+        val_dice = validation_dice(model, val_data)
+        history.append({"epoch": epoch + 1, "loss": loss, "train_dice": train_dice, "val_dice": val_dice})
+        if val_dice > best_dice:
+            best_epoch, best_dice = epoch + 1, val_dice
+            model.eval()
+            save(model, best_path, metadata={**(metadata or {}), "val_dice": f"{val_dice:.4f}",
+                                             "epoch": str(epoch + 1)})
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}/{settings.epochs}: loss {history[-1]['loss']:.4f}, "
+                       f"train Dice {history[-1]['train_dice']:.4f}, val Dice {val_dice:.4f}"
+                       f"{' (best)' if best_epoch == epoch + 1 else ''}")
+        _atomic_torch_save({"net": net.state_dict(), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_epoch": best_epoch,
+                            "best_dice": best_dice, "history": history, "config": config.to_dict(),
+                            "settings": dataclasses.asdict(settings)}, state_path)
+    return TrainResult(best_path, best_epoch, best_dice, history)
