@@ -1,0 +1,98 @@
+"""The compiled extension: ``alnet_fast._native`` (CPU kernels) and ``alnet_fast._native_cuda`` (CUDA kernels).
+
+Both are optional: setup.py builds them when a C++ compiler (and nvcc) is found and records what it built,
+or why not, in ``_build_status.json`` next to this file. ``build_info()`` reports that, plus what the
+modules say at run time (the SIMD level chosen by cpuid, whether a CUDA device is visible).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+from pathlib import Path
+from types import ModuleType
+
+_STATUS_FILE = Path(__file__).with_name("_build_status.json")
+
+
+@functools.lru_cache(maxsize=None)
+def _build_status() -> dict:
+    try:
+        return json.loads(_STATUS_FILE.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        return {"error": f"unreadable {_STATUS_FILE.name}: {exc}"}
+
+
+@functools.lru_cache(maxsize=None)
+def _import(name: str) -> tuple[ModuleType | None, str | None]:
+    try:
+        return importlib.import_module(f"alnet_fast.{name}"), None
+    except ImportError as exc:
+        return None, str(exc)
+
+
+def _missing_reason(part: str, module: str, import_error: str) -> str:
+    built = _build_status().get(part, {})
+    if built.get("reason"):
+        return built["reason"]
+    if not _build_status():
+        return (f"alnet_fast.{module} is not built ({import_error}); build it with `pip install .` "
+                f"(needs a C++17 compiler{' and nvcc' if part == 'cuda' else ''})")
+    return f"alnet_fast.{module} cannot be imported: {import_error}"
+
+
+def cpu_module() -> ModuleType | None:
+    """The CPU kernel module, or None when it was not built (see ``cpu_unavailable_reason``)."""
+    return _import("_native")[0]
+
+
+def cpu_unavailable_reason() -> str | None:
+    module, error = _import("_native")
+    return None if module is not None else _missing_reason("cpu", "_native", error)
+
+
+def cuda_module() -> ModuleType | None:
+    """The CUDA kernel module, or None when it was not built (see ``cuda_unavailable_reason``)."""
+    return _import("_native_cuda")[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_device_info() -> dict:
+    module = cuda_module()
+    return module.device_info() if module is not None else {"device_count": 0, "error": None}
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why the CUDA kernels cannot run here (not built, or no device), or None when they can."""
+    module, error = _import("_native_cuda")
+    if module is None:
+        return _missing_reason("cuda", "_native_cuda", error)
+    info = _cuda_device_info()
+    if info["device_count"] == 0:
+        return f"the CUDA kernels are built but cannot run: {info['error'] or 'no CUDA device'}"
+    return None
+
+
+def build_info() -> dict:
+    """What the native extension was compiled with and what it selected at run time.
+
+    ``{"cpu": {"built", "reason", "compiler", "openmp", "isa_compiled", "isa_detected", "isa_active", ...},
+       "cuda": {"built", "reason", "archs", "nvcc_version", "device_count", "device_error", ...}}``;
+    ``reason`` says why a part is not available (None when it is).
+    """
+    status = _build_status()
+    cpu = {"built": False, "compiler": None, "openmp": False, **status.get("cpu", {})}
+    module = cpu_module()
+    cpu["built"] = module is not None
+    if module is not None:
+        cpu.update(module.build_info())
+    cpu["reason"] = cpu_unavailable_reason()
+    cuda = {"built": False, "archs": [], "nvcc_version": None, **status.get("cuda", {})}
+    cuda["built"] = cuda_module() is not None
+    device = _cuda_device_info()
+    cuda.update(device_count=device["device_count"], device_error=device["error"])
+    cuda["reason"] = cuda_unavailable_reason()
+    return {"cpu": cpu, "cuda": cuda}

@@ -1,0 +1,182 @@
+// conv2d_nhwc: pads (and converts) the input once, then runs one ISA's row kernel over
+// (image, output row, pair of 16-channel output blocks) in parallel with OpenMP.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include "cpu_kernels.h"
+#include "numeric.h"
+
+namespace alnet {
+
+int64_t conv_out_size(int64_t in, int ksize, int stride) { return (in + 2 * (ksize / 2) - ksize) / stride + 1; }
+
+namespace {
+
+using RowKernel = void (*)(const ConvRow&, int64_t, int64_t, int64_t, int64_t);
+
+const char* row_kernel_name(bool bf16_pairs) {
+  if (bf16_pairs) return active_isa() == Isa::amx_bf16 ? "amx_bf16" : "avx512_bf16";
+  return active_isa() >= Isa::avx512 ? "avx512" : isa_name(active_isa());
+}
+
+RowKernel row_kernel(bool bf16_pairs) {
+  if (bf16_pairs) return active_isa() == Isa::amx_bf16 ? conv_row_amx : conv_row_avx512_bf16;
+  switch (active_isa()) {
+    case Isa::amx_bf16:
+    case Isa::avx512_bf16:
+    case Isa::avx512: return conv_row_avx512;
+    case Isa::avx2: return conv_row_avx2;
+    default: return conv_row_scalar;
+  }
+}
+
+// A per-calling-thread buffer for the padded input, reused across calls (grows, never shrinks).
+void* scratch(size_t bytes) {
+  thread_local std::vector<unsigned char> buffer;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return buffer.data();
+}
+
+// xpad [N, H + 2 pad, W + 2 pad, cp] <- x [N, H, W, cin], zero border and zero channels [cin, cp).
+template <typename Out>
+void pad_input(const ConvProblem& p, int pad, int64_t cp, Out* xpad) {
+  const int64_t hp = p.h + 2 * pad, wp = p.w + 2 * pad;
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < p.n * hp; ++row) {
+    const int64_t n = row / hp, ih = row % hp - pad;
+    Out* dst = xpad + row * wp * cp;
+    if (ih < 0 || ih >= p.h) {
+      std::memset(dst, 0, sizeof(Out) * wp * cp);
+      continue;
+    }
+    std::memset(dst, 0, sizeof(Out) * pad * cp);
+    std::memset(dst + (wp - pad) * cp, 0, sizeof(Out) * pad * cp);
+    const int64_t src = (n * p.h + ih) * p.w * p.cin;
+    Out* interior = dst + pad * cp;
+    const bool same_type = (sizeof(Out) == 4) == (p.x_dtype == DType::f32);
+    if (same_type && cp == p.cin) {  // a plain row copy
+      std::memcpy(interior, static_cast<const Out*>(p.x) + src, sizeof(Out) * p.w * p.cin);
+      continue;
+    }
+    for (int64_t iw = 0; iw < p.w; ++iw) {
+      Out* px = interior + iw * cp;
+      for (int64_t c = 0; c < p.cin; ++c) {
+        if constexpr (sizeof(Out) == 4) px[c] = load_as_f32(p.x, p.x_dtype, src + iw * p.cin + c);
+        else px[c] = static_cast<const uint16_t*>(p.x)[src + iw * p.cin + c];  // bf16 pairs: bf16 in, bf16 out
+      }
+      for (int64_t c = p.cin; c < cp; ++c) px[c] = 0;
+    }
+  }
+}
+
+inline float as_f32(float v) { return v; }
+inline float as_f32(uint16_t v) { return bf16_to_f32(v); }
+
+// cols [N, Ho, Wo, k * k * cin] <- the k x k patches of x (zero outside), fp32. With it a conv of few input
+// channels (the stem: Cin = 3) runs as a 1x1 conv over K = 9 Cin, and the fp32 packed weights
+// [Cout/16][k][k][Cin][16] are already laid out as [Cout/16][1][1][k k Cin][16]. In: float or bf16 bits.
+// Inside the image each kernel row of a patch is k * cin contiguous input values.
+template <typename In>
+void im2col(const ConvProblem& p, const In* x, int64_t ho, int64_t wo, float* cols) {
+  const int64_t k = p.ksize, pad = k / 2, kc = k * k * p.cin, span = k * p.cin;
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < p.n * ho; ++row) {
+    const int64_t n = row / ho, oh = row % ho;
+    for (int64_t ow = 0; ow < wo; ++ow) {
+      float* dst = cols + (row * wo + ow) * kc;
+      const int64_t iw0 = ow * p.stride - pad;
+      const bool columns_inside = iw0 >= 0 && iw0 + k <= p.w;
+      for (int64_t ky = 0; ky < k; ++ky, dst += span) {
+        const int64_t ih = oh * p.stride - pad + ky;
+        if (ih < 0 || ih >= p.h) {
+          std::fill(dst, dst + span, 0.f);
+          continue;
+        }
+        const int64_t src = ((n * p.h + ih) * p.w + iw0) * p.cin;  // negative at the left edge: never read
+        if (columns_inside) {
+          for (int64_t i = 0; i < span; ++i) dst[i] = as_f32(x[src + i]);
+          continue;
+        }
+        for (int64_t kx = 0; kx < k; ++kx) {
+          const bool inside = iw0 + kx >= 0 && iw0 + kx < p.w;
+          for (int64_t c = 0; c < p.cin; ++c) dst[kx * p.cin + c] = inside ? as_f32(x[src + kx * p.cin + c]) : 0.f;
+        }
+      }
+    }
+  }
+}
+
+constexpr int64_t kIm2colMaxCin = 4;
+constexpr int64_t kAmxSlackPixels = 34;  // conv_row_amx's 32-pixel tiles, plus the 3x3 taps' reach
+
+// Every output row of every image, for each pair of 16-channel output blocks, in parallel.
+void run_rows(const ConvRow& a, RowKernel kernel, int64_t n, int64_t blocks) {
+  const int64_t groups = (blocks + 1) / 2;
+  const bool amx = kernel == conv_row_amx;  // tile configuration is per thread: once per thread per call
+#pragma omp parallel
+  {
+    if (amx) amx_begin();
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < n * a.ho * groups; ++t) {
+      const int64_t g = t % groups, oh = (t / groups) % a.ho, b = t / (groups * a.ho);
+      kernel(a, b, oh, 2 * g, std::min<int64_t>(2, blocks - 2 * g));
+    }
+    if (amx) amx_end();
+  }
+}
+
+}  // namespace
+
+const char* conv_kernel_name(DType dtype) { return row_kernel_name(dtype == DType::bf16 && uses_bf16_dot()); }
+
+void conv2d_nhwc(const ConvProblem& p) {
+  if (p.ksize != 1 && p.ksize != 3) throw std::invalid_argument("ksize must be 1 or 3");
+  if (p.stride != 1 && p.stride != 2) throw std::invalid_argument("stride must be 1 or 2");
+  if (p.n < 1 || p.h < 1 || p.w < 1 || p.cin < 1 || p.cout < 1) throw std::invalid_argument("empty conv");
+  const bool pairs = p.x_dtype == DType::bf16 && uses_bf16_dot();
+  if (pairs != p.weight_bf16_pairs)
+    throw std::invalid_argument(std::string("weights packed as ") + (p.weight_bf16_pairs ? "bf16 pairs" : "fp32") +
+                                " but the " + isa_name(active_isa()) + " kernel for this dtype needs " +
+                                (pairs ? "bf16 pairs" : "fp32"));
+  const int64_t ho = conv_out_size(p.h, p.ksize, p.stride), wo = conv_out_size(p.w, p.ksize, p.stride);
+  const int64_t blocks = (p.cout + 15) / 16;
+  const RowKernel kernel = row_kernel(pairs);
+  if (!pairs && p.ksize > 1 && p.cin <= kIm2colMaxCin) {
+    auto* cols = static_cast<float*>(scratch(static_cast<size_t>(p.n * ho * wo * p.ksize * p.ksize * p.cin) * 4));
+    if (p.x_dtype == DType::f32) im2col(p, static_cast<const float*>(p.x), ho, wo, cols);
+    else im2col(p, static_cast<const uint16_t*>(p.x), ho, wo, cols);
+    const ConvRow a{cols, ho, wo, p.ksize * p.ksize * p.cin, p.weight, p.bias, p.scale, p.y, p.y_dtype,
+                    ho, wo, p.cout, 1, 1, p.relu};
+    run_rows(a, kernel, p.n, blocks);
+    return;
+  }
+  const int pad = p.ksize / 2;
+  const int64_t multiple = bf16_channel_multiple();
+  const int64_t cp = pairs ? (p.cin + multiple - 1) / multiple * multiple : p.cin;
+  const int64_t hp = p.h + 2 * pad, wp = p.w + 2 * pad;
+  const void* xpad = p.x;
+  const bool amx = pairs && active_isa() == Isa::amx_bf16;
+  const bool direct = pad == 0 && cp == p.cin && (pairs || p.x_dtype == DType::f32) && !amx;
+  if (!direct) {
+    const size_t elems = static_cast<size_t>(p.n * hp * wp * cp);
+    if (pairs) {
+      const size_t slack = static_cast<size_t>(kAmxSlackPixels * p.stride * cp);  // AMX tiles read past rows
+      auto* buf = static_cast<uint16_t*>(scratch((elems + slack) * sizeof(uint16_t)));
+      pad_input(p, pad, cp, buf);
+      std::memset(buf + elems, 0, slack * sizeof(uint16_t));
+      xpad = buf;
+    } else {
+      auto* buf = static_cast<float*>(scratch(elems * sizeof(float)));
+      pad_input(p, pad, cp, buf);
+      xpad = buf;
+    }
+  }
+  const ConvRow a{xpad, hp, wp, cp, p.weight, p.bias, p.scale, p.y, p.y_dtype, ho, wo, p.cout, p.ksize, p.stride,
+                  p.relu};
+  run_rows(a, kernel, p.n, blocks);
+}
+
+}  // namespace alnet

@@ -1,0 +1,76 @@
+// CPU kernels of the op table: NHWC activations, fp32 accumulation, fp32 or bf16 storage.
+//
+// Layouts (shapes are [outer, ..., inner]; every buffer is dense):
+//   activations  x [N, H, W, C]                      (a channels_last torch tensor's memory)
+//   fp32 weights   [Cout/16][k][k][Cin][16]          (Cout rounded up to 16, zero-filled)
+//   bf16 weights   [Cout/16][k][k][Cp/2][16][2]      (Cp = Cin rounded up to bf16_channel_multiple()),
+//                                                    for vdpbf16ps and AMX TDPBF16PS
+//   bias           [Cout rounded up to 16] fp32
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace alnet {
+
+enum class Isa { scalar = 0, avx2 = 1, avx512 = 2, avx512_bf16 = 3, amx_bf16 = 4 };
+
+Isa detected_isa();                       // the best level this CPU supports (cpuid)
+Isa active_isa();                         // the level kernels dispatch to (detected unless overridden)
+void set_active_isa(Isa isa);             // tests force lower levels; throws above detected_isa()
+const char* isa_name(Isa isa);
+Isa isa_from_name(const std::string& name);
+bool uses_bf16_dot();                     // bf16 convs take bf16-pair weights (vdpbf16ps / AMX) at the active level
+int64_t bf16_channel_multiple();         // ... with Cin zero-padded to a multiple of this (2; 32 for AMX tiles)
+
+enum class DType { f32 = 0, bf16 = 1 };
+
+struct ConvProblem {
+  const void* x; DType x_dtype; int64_t n, h, w, cin;
+  const void* weight; bool weight_bf16_pairs; const float* bias;
+  const float* scale;  // [N, Cout] multiplied in after the ReLU, or nullptr
+  void* y; DType y_dtype; int64_t cout;
+  int ksize, stride; bool relu;
+};
+
+int64_t conv_out_size(int64_t in, int ksize, int stride);
+
+// The row kernel conv2d_nhwc dispatches to for this dtype at the active ISA ("avx512", "amx_bf16", ...).
+const char* conv_kernel_name(DType dtype);
+
+// y = act(conv(x, weight, padding ksize / 2, stride) + bias) * scale.
+void conv2d_nhwc(const ConvProblem& p);
+
+// y = relu(conv1x1(x; w_feat, b_feat)) * hardsigmoid(w_gate . mean_hw(x) + b_gate).
+// w_gate: [Cout, Cin] fp32, b_gate: [Cout] fp32; w_feat/b_feat packed as for conv2d_nhwc.
+void lraspp_gate_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t w, int64_t cin,
+                      const void* w_feat, bool w_feat_bf16_pairs, const float* b_feat,
+                      const float* w_gate, const float* b_gate, void* y, int64_t cout);
+
+// y [N, Ho, Wo, C] = bilinear(x [N, h, w, C]; align_corners=False) (+ skip [N, Ho, Wo, C] when not null).
+void bilinear_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t w, int64_t c,
+                   int64_t out_h, int64_t out_w, const void* skip, void* y);
+
+// bilinear_nhwc's row loop built for AVX-512: output rows [row0, row1); rows / columns are its Taps arrays.
+void bilinear_rows_avx512(const void* x, DType dtype, int64_t h, int64_t w, int64_t c, int64_t out_h, int64_t out_w,
+                          const void* rows, const void* columns, const void* skip, void* y, int64_t row0,
+                          int64_t row1);
+
+// Per-ISA row kernels, called by conv2d_nhwc: one output row, channel blocks [cb0, cb0 + ncb), ncb <= 2.
+struct ConvRow {
+  const void* xpad;       // padded input [N, Hp, Wp, Cp] (fp32, or bf16 for the bf16-pair kernels)
+  int64_t hp, wp, cp;     // padded sizes; cp = Cin (fp32) or Cin rounded up to bf16_channel_multiple()
+  const void* weight; const float* bias; const float* scale;
+  void* y; DType y_dtype; int64_t ho, wo, cout;
+  int ksize, stride; bool relu;
+};
+void conv_row_scalar(const ConvRow& a, int64_t n, int64_t oh, int64_t cb0, int64_t ncb);
+void conv_row_avx2(const ConvRow& a, int64_t n, int64_t oh, int64_t cb0, int64_t ncb);
+void conv_row_avx512(const ConvRow& a, int64_t n, int64_t oh, int64_t cb0, int64_t ncb);
+void conv_row_avx512_bf16(const ConvRow& a, int64_t n, int64_t oh, int64_t cb0, int64_t ncb);
+// Reads up to 32 pixels past the row; each thread calls amx_begin() (tile config) before, amx_end() after.
+void conv_row_amx(const ConvRow& a, int64_t n, int64_t oh, int64_t cb0, int64_t ncb);
+void amx_begin();
+void amx_end();
+
+}  // namespace alnet
