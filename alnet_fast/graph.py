@@ -98,5 +98,15 @@ class FoldedALNet(nn.Module):
         return ops.resize_bilinear(logits, (x.shape[-2], x.shape[-1]))
 
 
+def conv_weights(model: nn.Module):
+    """Every (weight, bias) pair a folded graph convolves with: each FoldedConv's, and the Lite R-ASPP
+    feature conv's (its gate is a mat-vec). What backends prepack at load time."""
+    for module in model.modules():
+        if isinstance(module, FoldedConv):
+            yield module.weight, module.bias
+        elif isinstance(module, FoldedLiteRASPP):
+            yield module.w_feat, module.b_feat
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import native
-from ..graph import FoldedConv, FoldedLiteRASPP
+from ..graph import conv_weights
 from .base import OpTable
 
 CPU_DTYPES = (torch.float32, torch.bfloat16)
@@ -110,11 +110,8 @@ class NativeOps(OpTable):
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """Packs every conv's weights once (cached against the parameters; see the module docstring)."""
-        for module in model.modules():
-            if isinstance(module, FoldedConv):
-                self._conv_pack(module.weight, module.bias)
-            elif isinstance(module, FoldedLiteRASPP):
-                self._conv_pack(module.w_feat, module.b_feat)
+        for weight, bias in conv_weights(model):
+            self._conv_pack(weight, bias)
         return model
 
     def _check_runnable(self, *tensors: torch.Tensor) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-from ..graph import FoldedConv, FoldedLiteRASPP
+from ..graph import conv_weights
 from .base import OpTable
 
 try:
@@ -68,11 +68,8 @@ class TritonOps(OpTable):
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """Packs every conv weight of a folded model once and converts it to channels_last."""
         model = model.to(memory_format=torch.channels_last)
-        for module in model.modules():
-            if isinstance(module, FoldedConv):
-                self._packed(module.weight, module.bias)
-            elif isinstance(module, FoldedLiteRASPP):
-                self._packed(module.w_feat, module.b_feat)
+        for weight, bias in conv_weights(model):
+            self._packed(weight, bias)
         return model
 
     def _packed(self, weight: torch.Tensor, bias: torch.Tensor):
