@@ -123,11 +123,13 @@ def test_unusable_backends_raise_backend_unavailable_with_the_reason():
             get_backend("triton", "cuda")  # kernels were loaded for the interpreter (or no CUDA here)
 
 
-def test_triton_on_cpu_without_the_interpreter_says_how_to_enable_it():
+def test_triton_on_cpu_without_the_interpreter_says_how_to_enable_it(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    # cwd away from the checkout: the source tree's alnet_fast/ lacks the installed alnet_fast.kernels
     code = ("from alnet_fast.backends import get_backend\n"
             "try:\n    get_backend('triton', 'cpu')\nexcept Exception as e:\n    print(type(e).__name__, e)")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
     assert out.stdout.strip() == ("BackendUnavailable triton on CPU needs TRITON_INTERPRET=1 set before "
                                   "triton is imported"), out.stderr[-2000:]
 
