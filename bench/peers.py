@@ -24,20 +24,16 @@ def alnet_fast_runner(model: alnet_fast.ALNet, backend: str, dtype: torch.dtype,
 
 
 def torch_compile_runner(folded: FoldedALNet, dtype: torch.dtype = torch.float32) -> Runner:
-    """torch.compile (inductor, weights frozen as constants) of the folded model, channels_last."""
+    """torch.compile (inductor, weights frozen as constants) of the folded model in ``dtype``, channels_last."""
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
-    module = folded.to(memory_format=torch.channels_last).eval()
+    module = folded.to(dtype=dtype, memory_format=torch.channels_last).eval()
     compiled = torch.compile(module, dynamic=False)
 
     @torch.inference_mode()
     def run(x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous(memory_format=torch.channels_last)
-        if dtype == torch.float32:
-            return compiled(x)
-        with torch.autocast("cpu", dtype=dtype):
-            return compiled(x).float()
+        return compiled(x.to(dtype).contiguous(memory_format=torch.channels_last)).float()
 
     return run
 

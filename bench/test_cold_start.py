@@ -38,8 +38,8 @@ def test_cold_start_load_to_first_mask(benchmark):
         out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
         timings.append(json.loads(out.stdout.strip().splitlines()[-1]))
 
-    benchmark.pedantic(cold_start, rounds=3, warmup_rounds=0)
     benchmark.group = "cold start"
+    benchmark.pedantic(cold_start, rounds=3, warmup_rounds=0)
     best = min(timings, key=lambda t: t["load_to_mask_s"])
     assert 0.0 < best["foreground"] < 1.0  # a real mask, neither empty nor full
     benchmark.extra_info.update(entry="cold start (process)", **best)

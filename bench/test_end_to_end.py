@@ -2,7 +2,9 @@
 
 Each entry is first checked once against the multi-branch fp32 reference (a fast wrong answer does
 not count): fp32 entries by max|diff| <= 1e-4 * max|ref| (different but exact-arithmetic
-implementations: only accumulation order differs), bf16 entries by mask Dice >= 0.99.
+implementations: only accumulation order differs), bf16 entries by mask Dice >= 0.99. An alnet_fast
+entry that fails its check fails the suite; a peer that fails it is reported as xfail with the
+measured error and not timed.
 
     pytest bench/ --benchmark-only --benchmark-json=results.json
     python bench/report.py results.json
@@ -101,7 +103,12 @@ def test_latency(benchmark, entry, size, batch):
     run = runner_for(entry)
     x = bench_input(size, batch)
     with torch.inference_mode():
-        check = check_against_reference(run(x), reference_logits(size, batch), entry.precision)
+        try:
+            check = check_against_reference(run(x), reference_logits(size, batch), entry.precision)
+        except AssertionError as exc:
+            if entry.backend is not None:
+                raise
+            pytest.xfail(f"{entry.name} {entry.precision} gives a wrong answer, not timed: {exc}")
     benchmark.group = f"{size} batch {batch}"
     benchmark.extra_info.update(entry=entry.name, precision=entry.precision, size=size, batch=batch,
                                 **check, **model_stats())

@@ -77,4 +77,5 @@ def test_kernel(benchmark, layer, impl, dtype):
         tol = 1e-5 if dtype == torch.float32 else 2.0**-7
         assert (out.float() - ref).abs().max().item() <= tol * ref.abs().max().item() + 1e-6
         benchmark.group = f"{name} {str(dtype)[6:]}"
+        benchmark.extra_info.update(entry=impl, precision="bf16" if dtype == torch.bfloat16 else "fp32")
         benchmark.pedantic(fn, args=args, rounds=20, warmup_rounds=2, iterations=1)

@@ -12,9 +12,12 @@ import alnet_fast
 from alnet_fast.checkpoint import load_model
 from alnet_fast.graph import count_parameters
 from alnet_fast.inputs import prepare_image
+from alnet_fast.segment import pad_to_multiple
 from alnet_fast.testing import random_alnet
 
-SIZES = {"512x512": (512, 512), "605x700": (605, 700)}  # (H, W): the paper's two input sizes
+# (H, W): the paper's two input sizes. Inputs are padded to multiples of 32 exactly as the Segmenter
+# pads them (605x700 runs as 608x704), so every entry, peers included, computes the same function.
+SIZES = {"512x512": (512, 512), "605x700": (605, 700)}
 BATCHES = (1, 8)
 BENCH_MODEL = "nuclei"  # the bundled real model; a random default model stands in when it is absent
 
@@ -36,13 +39,15 @@ def bench_model() -> alnet_fast.ALNet:
 
 @lru_cache(maxsize=None)
 def bench_input(size: str, batch: int) -> torch.Tensor:
-    """A real image (the bundled sample), normalised as the Segmenter does and resized. -> [batch, C, H, W]."""
+    """A real image (the bundled sample), normalised, resized and padded as the Segmenter does.
+    -> [batch, C, H', W'] with H', W' the size rounded up to a multiple of 32."""
     model = bench_model()
     sample = _bundled_sample()
     if sample is None:
         sample = np.random.default_rng(0).integers(0, 65535, (512, 512), dtype=np.uint16)
     x = prepare_image(sample, model.config)[None]
     x = F.interpolate(x, size=SIZES[size], mode="bilinear", align_corners=False)
+    x = pad_to_multiple(x, model.config.output_stride)
     return x.repeat(batch, 1, 1, 1).contiguous()
 
 
