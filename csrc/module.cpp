@@ -66,16 +66,20 @@ PYBIND11_MODULE(_native, m) {
       "conv2d",
       [](uintptr_t x, const std::string& dtype, int64_t n, int64_t h, int64_t w, int64_t cin, uintptr_t weight,
          bool weight_bf16_pairs, uintptr_t bias, uintptr_t scale, uintptr_t y, int64_t cout, int ksize, int stride,
-         bool relu) {
+         bool relu, uintptr_t winograd_weight) {
         const DType t = dtype_from_name(dtype);
         conv2d_nhwc({ptr<const void>(x), t, n, h, w, cin, ptr<const void>(weight), weight_bf16_pairs,
                      ptr<const float>(bias), scale ? ptr<const float>(scale) : nullptr, ptr(y), t, cout, ksize,
-                     stride, relu});
+                     stride, relu, winograd_weight ? ptr<const float>(winograd_weight) : nullptr});
       },
       py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"), py::arg("weight"),
       py::arg("weight_bf16_pairs"), py::arg("bias"), py::arg("scale"), py::arg("y"), py::arg("cout"),
-      py::arg("ksize"), py::arg("stride"), py::arg("relu"), py::call_guard<py::gil_scoped_release>(),
-      "y [N, Ho, Wo, Cout] = act(conv(x [N, H, W, Cin], packed weight, padding k // 2) + bias) * scale [N, Cout].");
+      py::arg("ksize"), py::arg("stride"), py::arg("relu"), py::arg("winograd_weight") = 0,
+      py::call_guard<py::gil_scoped_release>(),
+      "y [N, Ho, Wo, Cout] = act(conv(x [N, H, W, Cin], packed weight, padding k // 2) + bias) * scale [N, Cout]; "
+      "fp32 convs where conv_uses_winograd run Winograd F(2x2, 3x3) on winograd_weight when its pointer is not 0.");
+  m.def("conv_uses_winograd", &conv_uses_winograd, py::arg("cin"), py::arg("cout"), py::arg("ksize"),
+        py::arg("stride"), "fp32 convs of this shape run Winograd F(2x2, 3x3) at the active ISA, given its weights.");
 
   m.def(
       "lraspp_gate",

@@ -1,5 +1,7 @@
 // conv2d_nhwc: pads (and converts) the input once, then runs one ISA's row kernel over
-// (image, output row, pair of 16-channel output blocks) in parallel with OpenMP.
+// (image, output row, pair of 16-channel output blocks) in parallel with OpenMP. fp32 3x3 stride-1 convs
+// with Cin, Cout multiples of 16 (>= 32) go to Winograd F(2x2, 3x3) instead (winograd_avx512.cpp) when the
+// caller passes the transformed weights.
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -130,6 +132,11 @@ void run_rows(const ConvRow& a, RowKernel kernel, int64_t n, int64_t blocks) {
 
 }  // namespace
 
+bool conv_uses_winograd(int64_t cin, int64_t cout, int ksize, int stride) {
+  return ksize == 3 && stride == 1 && cin >= 32 && cout >= 32 && cin % 16 == 0 && cout % 16 == 0 &&
+         active_isa() >= Isa::avx512;
+}
+
 const char* conv_kernel_name(DType dtype) { return row_kernel_name(dtype == DType::bf16 && uses_bf16_dot()); }
 
 void conv2d_nhwc(const ConvProblem& p) {
@@ -141,6 +148,11 @@ void conv2d_nhwc(const ConvProblem& p) {
     throw std::invalid_argument(std::string("weights packed as ") + (p.weight_bf16_pairs ? "bf16 pairs" : "fp32") +
                                 " but the " + isa_name(active_isa()) + " kernel for this dtype needs " +
                                 (pairs ? "bf16 pairs" : "fp32"));
+  if (p.winograd_weight && !p.scale && p.x_dtype == DType::f32 && p.y_dtype == DType::f32 &&
+      !p.weight_bf16_pairs && conv_uses_winograd(p.cin, p.cout, p.ksize, p.stride)) {
+    conv3x3_winograd_avx512(p, p.winograd_weight);
+    return;
+  }
   const int64_t ho = conv_out_size(p.h, p.ksize, p.stride), wo = conv_out_size(p.w, p.ksize, p.stride);
   const int64_t blocks = (p.cout + 15) / 16;
   const RowKernel kernel = row_kernel(pairs);

@@ -6,6 +6,7 @@
 //   bf16 weights   [Cout/16][k][k][Cp/2][16][2]      (Cp = Cin rounded up to bf16_channel_multiple()),
 //                                                    for vdpbf16ps and AMX TDPBF16PS
 //   bias           [Cout rounded up to 16] fp32
+//   Winograd fp32  [16][Cout/16][Cin][16]           (G g G^T of F(2x2, 3x3), position e = 4 i + j outermost)
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,7 @@ struct ConvProblem {
   const float* scale;  // [N, Cout] multiplied in after the ReLU, or nullptr
   void* y; DType y_dtype; int64_t cout;
   int ksize, stride; bool relu;
+  const float* winograd_weight = nullptr;  // [16][Cout/16][Cin][16] fp32 (G g G^T), used where conv_uses_winograd
 };
 
 int64_t conv_out_size(int64_t in, int ksize, int stride);
@@ -40,6 +42,11 @@ const char* conv_kernel_name(DType dtype);
 
 // y = act(conv(x, weight, padding ksize / 2, stride) + bias) * scale.
 void conv2d_nhwc(const ConvProblem& p);
+
+// conv2d_nhwc runs fp32 convs of this shape as Winograd F(2x2, 3x3) (given p.winograd_weight, and no scale):
+// 3x3, stride 1, Cin and Cout multiples of 16 and >= 32, at the AVX-512 level or above.
+bool conv_uses_winograd(int64_t cin, int64_t cout, int ksize, int stride);
+void conv3x3_winograd_avx512(const ConvProblem& p, const float* u);
 
 // y = relu(conv1x1(x; w_feat, b_feat)) * hardsigmoid(w_gate . mean_hw(x) + b_gate).
 // w_gate: [Cout, Cin] fp32, b_gate: [Cout] fp32; w_feat/b_feat packed as for conv2d_nhwc.
