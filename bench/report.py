@@ -80,8 +80,8 @@ def bar_chart(rows: list[dict], path: Path) -> None:
 
     groups = [g for g in dict.fromkeys(r["group"] for r in rows)
               if any(r["ratio"] for r in rows if r["group"] == g and r["baseline"] == BASELINES[0])]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(9, 2.6 + 0.35 * len(rows) / max(len(groups), 1) * len(groups)),
-                             squeeze=False)
+    plotted = sum(1 for r in rows if r["group"] in groups and r["ratio"])
+    fig, axes = plt.subplots(len(groups), 1, figsize=(9, 0.8 * len(groups) + 0.25 * plotted), squeeze=False)
     for ax, group in zip(axes[:, 0], groups):
         sub = sorted((r for r in rows if r["group"] == group and r["ratio"]), key=lambda r: r["ratio"])
         labels = [f"{r['entry']} {r['precision']}" for r in sub]
