@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..export import DEFAULT_OPSET, export_onnx
-from .segment import DEFAULT_MODEL, require_model
+from .segment import add_model_argument, require_model
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -15,8 +15,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Export the folded inference graph to ONNX with dynamic batch, height and width. The "
                     "graph takes normalised images [N, C, H, W] and returns logits [N, K, H, W]; the "
                     "model's config (input normalisation) is stored in the ONNX metadata.")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"bundled model name or checkpoint path (default: {DEFAULT_MODEL})")
+    add_model_argument(parser)
     parser.add_argument("--onnx", required=True, type=Path, metavar="OUT", help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default: {DEFAULT_OPSET})")
     parser.set_defaults(func=run)

@@ -45,8 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "recursively) or glob patterns.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or glob patterns")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"bundled model name or checkpoint path (default: {DEFAULT_MODEL})")
+    add_model_argument(parser)
     parser.add_argument("--backend", default="auto", help="auto, torch, triton or native (default: auto)")
     parser.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="compute dtype")
@@ -257,6 +256,12 @@ class SegmentRun:
                 pending = []
         if pending:
             self.images(pending)
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """``--model NAME|PATH``, shared by every command that runs a model."""
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"bundled model name or checkpoint path (default: {DEFAULT_MODEL})")
 
 
 def require_model(source: str) -> None:
