@@ -39,6 +39,11 @@ def _missing_reason(part: str, module: str, import_error: str) -> str:
     if built.get("reason"):
         return built["reason"]
     if not _build_status():
+        package = Path(__file__).resolve().parent
+        if (package.parent / "setup.py").is_file() and (package.parent / "csrc").is_dir():
+            return (f"alnet_fast.{module} is not built in this source checkout ({package}), which Python "
+                    "imported instead of an installed alnet_fast: run from another directory, or build "
+                    "in place with `pip install -e .`")
         return (f"alnet_fast.{module} is not built ({import_error}); build it with `pip install .` "
                 f"(needs a C++17 compiler{' and nvcc' if part == 'cuda' else ''})")
     return f"alnet_fast.{module} cannot be imported: {import_error}"
