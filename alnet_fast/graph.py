@@ -99,13 +99,13 @@ class FoldedALNet(nn.Module):
 
 
 def conv_weights(model: nn.Module):
-    """Every (weight, bias) pair a folded graph convolves with: each FoldedConv's, and the Lite R-ASPP
-    feature conv's (its gate is a mat-vec). What backends prepack at load time."""
+    """Every (weight, bias, stride) a folded graph convolves with: each FoldedConv's, and the Lite R-ASPP
+    feature conv's (stride 1; its gate is a mat-vec). What backends prepack at load time."""
     for module in model.modules():
         if isinstance(module, FoldedConv):
-            yield module.weight, module.bias
+            yield module.weight, module.bias, module.stride
         elif isinstance(module, FoldedLiteRASPP):
-            yield module.w_feat, module.b_feat
+            yield module.w_feat, module.b_feat, 1
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import native
-from ..graph import FoldedConv, conv_weights
+from ..graph import conv_weights
 from .base import OpTable
 
 CPU_DTYPES = (torch.float32, torch.bfloat16)
@@ -128,11 +128,10 @@ class NativeOps(OpTable):
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """Packs every conv's weights once (cached against the parameters; see the module docstring)."""
-        for weight, bias in conv_weights(model):
+        for weight, bias, stride in conv_weights(model):
             self._conv_pack(weight, bias)
-        for conv in model.modules():
-            if isinstance(conv, FoldedConv) and conv.weight.device.type == "cpu":
-                self._winograd_pack(conv.weight, conv.bias, conv.stride)
+            if weight.device.type == "cpu":
+                self._winograd_pack(weight, bias, stride)
         return model
 
     def _check_runnable(self, *tensors: torch.Tensor) -> None:

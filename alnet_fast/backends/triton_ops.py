@@ -68,7 +68,7 @@ class TritonOps(OpTable):
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """Packs every conv weight of a folded model once and converts it to channels_last."""
         model = model.to(memory_format=torch.channels_last)
-        for weight, bias in conv_weights(model):
+        for weight, bias, _ in conv_weights(model):
             self._packed(weight, bias)
         return model
 
