@@ -78,6 +78,8 @@ PYBIND11_MODULE(_native, m) {
       py::call_guard<py::gil_scoped_release>(),
       "y [N, Ho, Wo, Cout] = act(conv(x [N, H, W, Cin], packed weight, padding k // 2) + bias) * scale [N, Cout]; "
       "fp32 convs where conv_uses_winograd run Winograd F(2x2, 3x3) on winograd_weight when its pointer is not 0.");
+  m.def("conv_uses_im2col", &conv_uses_im2col, py::arg("cin"), py::arg("ksize"),
+        "Convs of this shape run as a 1x1 conv over their patches; bf16 pairs are then packed [Cout/16][Kp/2][16][2].");
   m.def("conv_uses_winograd", &conv_uses_winograd, py::arg("cin"), py::arg("cout"), py::arg("ksize"),
         py::arg("stride"), "fp32 convs of this shape run Winograd F(2x2, 3x3) at the active ISA, given its weights.");
 

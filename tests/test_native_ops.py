@@ -53,10 +53,12 @@ def conv_ref(x, w, b, stride, relu, k):
     return torch.relu(y) if relu else y
 
 
-# (N, Cin, Cout, H, W, stride, relu): Cin 3 (stem, im2col path), odd sizes, Cout tails of 1..15 lanes,
-# more than two 16-channel blocks, and widths below / above / not a multiple of the 12-pixel tile.
+# (N, Cin, Cout, H, W, stride, relu): Cin 1, 3, 4 (stems: the im2col path), odd sizes, Cout tails of 1..15
+# lanes, more than two 16-channel blocks, and widths below / above / not a multiple of the 12-pixel tile.
 CONV3_CASES = [
     (1, 3, 32, 17, 13, 2, True),
+    (2, 1, 32, 20, 18, 2, True),
+    (1, 4, 16, 10, 9, 1, False),
     (2, 3, 5, 9, 30, 1, False),
     (2, 32, 32, 9, 11, 1, True),
     (1, 64, 20, 7, 5, 2, True),
@@ -89,8 +91,9 @@ def test_conv3x3_bf16(isa, case):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("case", [(1, 128, 1, 9, 14, False), (2, 40, 20, 5, 7, True), (1, 3, 16, 4, 4, True)],
-                         ids=str)
+# (N, Cin, Cout, H, W, relu); widths of whole 16-pixel groups (32, 16) let AMX read x in place, across images.
+@pytest.mark.parametrize("case", [(1, 128, 1, 9, 14, False), (2, 40, 20, 5, 7, True), (1, 3, 16, 4, 4, True),
+                                  (2, 64, 24, 3, 32, True), (1, 32, 1, 5, 16, False)], ids=str)
 def test_conv1x1(isa, case, dtype):
     n, cin, cout, h, w, relu = case
     x, wt, b = (torch.randn(n, cin, h, w).to(dtype), (torch.randn(cout, cin, 1, 1) / cin**0.5).to(dtype),
@@ -118,9 +121,10 @@ def test_lraspp_gate(isa, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("sizes", [((4, 5), (7, 9)), ((16, 16), (32, 32)), ((3, 8), (3, 8)), ((9, 9), (4, 5))],
                          ids=str)
-def test_upsample_add_and_resize(isa, dtype, sizes):
+@pytest.mark.parametrize("channels", [19, 3, 1])  # 19: one loop vectorised over channels; 1, 3: x then y pass
+def test_upsample_add_and_resize(isa, dtype, sizes, channels):
     (h, w), (oh, ow) = sizes
-    x, skip = torch.randn(2, 19, h, w).to(dtype), torch.randn(2, 19, oh, ow).to(dtype)
+    x, skip = torch.randn(2, channels, h, w).to(dtype), torch.randn(2, channels, oh, ow).to(dtype)
     up = F.interpolate(x.double(), size=(oh, ow), mode="bilinear", align_corners=False)
     close = fp32_close if dtype == torch.float32 else bf16_close
     assert close(NativeOps().upsample_add(x, skip), up + skip.double())

@@ -5,6 +5,8 @@ contiguous first, outputs are allocated here as channels_last tensors and the ke
 Weights are packed once per (weight, bias) pair, at ``prepare`` or on first use, and repacked only if
 modified in place: on CPU to [Cout/16][k][k][Cin][16] fp32, or for bf16 to [Cout/16][k][k][Cp/2][16][2]
 pairs (Cp = Cin rounded up to 2 for vdpbf16ps, to 32 for AMX tiles); on CUDA to [k][k][Cin][Cout].
+Convs with few input channels (the stem; ``conv_uses_im2col``) run on CPU as a 1x1 conv over their k x k
+patches, whose bf16 pairs are packed from the weight reordered to [Cout, k k Cin, 1, 1] (``as_patch_conv``).
 fp32 3x3 stride-1 convs the CPU module runs as Winograd F(2x2, 3x3) (``conv_uses_winograd``) also get their
 transformed weights G g G^T, packed the same way to [16][Cout/16][Cin][16] (``pack_cpu_winograd``).
 
@@ -61,6 +63,12 @@ def pack_cpu_conv(weight: torch.Tensor, bias: torch.Tensor, bf16_pairs: bool, ci
     return w.reshape(blocks, 16, cin_padded // 2, 2, k, k).permute(0, 4, 5, 2, 1, 3).contiguous(), b
 
 
+def as_patch_conv(weight: torch.Tensor) -> torch.Tensor:
+    """weight [Cout, Cin, k, k] -> [Cout, k * k * Cin, 1, 1] ordered (ky, kx, c): the 1x1 conv over im2col patches."""
+    cout, cin, k, _ = weight.shape
+    return weight.detach().permute(0, 2, 3, 1).reshape(cout, k * k * cin, 1, 1)
+
+
 # G of Winograd F(2x2, 3x3): U = G g G^T turns a 3x3 kernel g into the 4x4 one multiplied elementwise with
 # the transformed 4x4 input tiles (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks").
 _WINOGRAD_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
@@ -109,6 +117,7 @@ class NativeOps(OpTable):
 
     def __init__(self):
         self._packs = _PackCache()
+        self._reasons: dict[tuple[str, torch.dtype], str | None] = {}
 
     def unavailable_reason(self, device: torch.device, dtype: torch.dtype = torch.float32) -> str | None:
         device = torch.device(device)
@@ -140,7 +149,10 @@ class NativeOps(OpTable):
             if t.layout != torch.strided:
                 raise TypeError(f"backend 'native' takes dense (strided) tensors, not {t.layout}")
         x = tensors[0]
-        reason = self.unavailable_reason(x.device, x.dtype)
+        key = (x.device.type, x.dtype)
+        if key not in self._reasons:  # fixed for the process: the modules are built and importable, or not
+            self._reasons[key] = self.unavailable_reason(x.device, x.dtype)
+        reason = self._reasons[key]
         if reason is not None:
             raise TypeError(reason) if "supports" in reason else RuntimeError(reason)
 
@@ -150,6 +162,9 @@ class NativeOps(OpTable):
         module = native.cpu_module()
         if weight.dtype == torch.bfloat16 and module.uses_bf16_dot():
             multiple = module.bf16_channel_multiple()
+            if module.conv_uses_im2col(weight.shape[1], weight.shape[-1]):  # a 1x1 conv over (ky, kx, c) patches
+                return self._packs.get(weight, bias, f"cpu-bf16-pairs-{multiple}-im2col",
+                                       lambda: pack_cpu_conv(as_patch_conv(weight), bias, True, multiple))
             return self._packs.get(weight, bias, f"cpu-bf16-pairs-{multiple}",
                                    lambda: pack_cpu_conv(weight, bias, True, multiple))
         return self._packs.get(weight, bias, "cpu-fp32", lambda: pack_cpu_conv(weight, bias, False))
@@ -200,8 +215,9 @@ class NativeOps(OpTable):
                                              workspace.data_ptr(), y.data_ptr(), cout,
                                              torch.cuda.current_stream(x.device).cuda_stream)
         else:
-            gate_w = w_gate.detach().reshape(cout, cin).float().contiguous()
-            gate_b = b_gate.detach().float().contiguous()
+            gate_w, gate_b = self._packs.get(w_gate, b_gate, "cpu-gate-fp32",
+                                             lambda: (w_gate.detach().reshape(cout, cin).float().contiguous(),
+                                                      b_gate.detach().float().contiguous()))
             native.cpu_module().lraspp_gate(x.data_ptr(), _DTYPE_NAMES[x.dtype], n, h, w, cin, packed.data_ptr(),
                                             packed.dtype == torch.bfloat16, packed_bias.data_ptr(),
                                             gate_w.data_ptr(), gate_b.data_ptr(), y.data_ptr(), cout)

@@ -1,5 +1,7 @@
 // Bilinear resize (align_corners=False, PyTorch's source-index rule) of NHWC tensors, optionally plus a skip:
-// the taps once per call, then output rows in parallel on the AVX-512 or the baseline build of the row loop.
+// the taps once per call, then rows in parallel on the AVX-512 or the baseline build of the loops. Many
+// channels: one fused loop over output rows, vectorised over channels. Few channels (the logits): an x pass
+// over the source rows into fp32, then a y pass over the output rows, vectorised along the row.
 #include <algorithm>
 #include <vector>
 
@@ -9,6 +11,8 @@
 namespace alnet {
 
 namespace {
+
+constexpr int64_t kFusedMinChannels = 16;  // one AVX-512 vector of fp32 channels
 
 // PyTorch: src = (dst + 0.5) * in / out - 0.5, clamped at 0; i1 = min(i0 + 1, in - 1).
 std::vector<Taps> taps(int64_t in, int64_t out) {
@@ -23,15 +27,13 @@ std::vector<Taps> taps(int64_t in, int64_t out) {
   return result;
 }
 
-void bilinear_rows_baseline(const void* x, DType dtype, int64_t h, int64_t w, int64_t c, int64_t out_h,
-                            int64_t out_w, const Taps* rows, const Taps* columns, const void* skip, void* y,
-                            int64_t row0, int64_t row1) {
-  if (dtype == DType::f32)
-    bilinear_rows(static_cast<const float*>(x), h, w, c, out_h, out_w, rows, columns,
-                  static_cast<const float*>(skip), static_cast<float*>(y), row0, row1);
-  else
-    bilinear_rows(static_cast<const uint16_t*>(x), h, w, c, out_h, out_w, rows, columns,
-                  static_cast<const uint16_t*>(skip), static_cast<uint16_t*>(y), row0, row1);
+void parallel_rows(BilinearLoop loop, const BilinearProblem& p, int64_t rows) {
+  const bool avx512 = active_isa() >= Isa::avx512;
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    if (avx512) bilinear_loop_avx512(loop, p, row, row + 1);
+    else bilinear_loop(loop, p, row, row + 1);
+  }
 }
 
 }  // namespace
@@ -39,14 +41,15 @@ void bilinear_rows_baseline(const void* x, DType dtype, int64_t h, int64_t w, in
 void bilinear_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t w, int64_t c, int64_t out_h,
                    int64_t out_w, const void* skip, void* y) {
   const std::vector<Taps> rows = taps(h, out_h), columns = taps(w, out_w);
-  const bool avx512 = active_isa() >= Isa::avx512;
-#pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < n * out_h; ++row) {
-    if (avx512)
-      bilinear_rows_avx512(x, dtype, h, w, c, out_h, out_w, rows.data(), columns.data(), skip, y, row, row + 1);
-    else
-      bilinear_rows_baseline(x, dtype, h, w, c, out_h, out_w, rows.data(), columns.data(), skip, y, row, row + 1);
+  BilinearProblem p{x, dtype, n, h, w, c, out_h, out_w, rows.data(), columns.data(), skip, y, nullptr};
+  if (c >= kFusedMinChannels) {
+    parallel_rows(BilinearLoop::fused, p, n * out_h);
+    return;
   }
+  std::vector<float> xrows(static_cast<size_t>(n * h * out_w * c));
+  p.xrows = xrows.data();
+  parallel_rows(BilinearLoop::x_pass, p, n * h);
+  parallel_rows(BilinearLoop::y_pass, p, n * out_h);
 }
 
 }  // namespace alnet

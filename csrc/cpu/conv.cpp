@@ -3,6 +3,7 @@
 // with Cin, Cout multiples of 16 (>= 32) go to Winograd F(2x2, 3x3) instead (winograd_avx512.cpp) when the
 // caller passes the transformed weights.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -35,11 +36,15 @@ RowKernel row_kernel(bool bf16_pairs) {
   }
 }
 
-// A per-calling-thread buffer for the padded input, reused across calls (grows, never shrinks).
+// A per-calling-thread buffer for the padded input, reused across calls (grows, never shrinks). 64-byte
+// aligned: the row kernels load whole cache lines (a zmm register, an AMX tile row) from pixel boundaries,
+// and one misaligned by malloc's 16 bytes would split every such load across two lines.
 void* scratch(size_t bytes) {
+  constexpr size_t kAlign = 64;
   thread_local std::vector<unsigned char> buffer;
-  if (buffer.size() < bytes) buffer.resize(bytes);
-  return buffer.data();
+  if (buffer.size() < bytes + kAlign) buffer.resize(bytes + kAlign);
+  const auto address = reinterpret_cast<uintptr_t>(buffer.data());
+  return buffer.data() + (kAlign - address % kAlign) % kAlign;
 }
 
 // xpad [N, H + 2 pad, W + 2 pad, cp] <- x [N, H, W, cin], zero border and zero channels [cin, cp).
@@ -74,37 +79,44 @@ void pad_input(const ConvProblem& p, int pad, int64_t cp, Out* xpad) {
   }
 }
 
-inline float as_f32(float v) { return v; }
-inline float as_f32(uint16_t v) { return bf16_to_f32(v); }
+// The value stored in cols: fp32 (from fp32 or bf16 bits), or bf16 bits kept as they are (bf16-pair kernels).
+template <typename Out> Out col_value(float v) { return v; }
+template <typename Out> Out col_value(uint16_t v);
+template <> inline float col_value<float>(uint16_t v) { return bf16_to_f32(v); }
+template <> inline uint16_t col_value<uint16_t>(uint16_t v) { return v; }
 
-// cols [N, Ho, Wo, k * k * cin] <- the k x k patches of x (zero outside), fp32. With it a conv of few input
-// channels (the stem: Cin = 3) runs as a 1x1 conv over K = 9 Cin, and the fp32 packed weights
-// [Cout/16][k][k][Cin][16] are already laid out as [Cout/16][1][1][k k Cin][16]. In: float or bf16 bits.
+// cols [N, Ho, Wo, kcp] <- the k x k patches of x (zero outside), kc = k * k * cin values per patch, then
+// zeros up to kcp. With it a conv of few input channels (the stem: Cin = 1 or 3) runs as a 1x1 conv over
+// K = 9 Cin instead of 9 taps of Cin (for bf16 pairs: of Cin padded to 32 for AMX tiles). fp32 packed weights
+// [Cout/16][k][k][Cin][16] already are [Cout/16][1][1][k k Cin][16]; bf16 pairs are packed for it
+// (conv_uses_im2col). In: float or bf16 bits; Out: float, or bf16 bits for the bf16-pair kernels.
 // Inside the image each kernel row of a patch is k * cin contiguous input values.
-template <typename In>
-void im2col(const ConvProblem& p, const In* x, int64_t ho, int64_t wo, float* cols) {
+template <typename In, typename Out>
+void im2col(const ConvProblem& p, const In* x, int64_t ho, int64_t wo, int64_t kcp, Out* cols) {
   const int64_t k = p.ksize, pad = k / 2, kc = k * k * p.cin, span = k * p.cin;
 #pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < p.n * ho; ++row) {
     const int64_t n = row / ho, oh = row % ho;
     for (int64_t ow = 0; ow < wo; ++ow) {
-      float* dst = cols + (row * wo + ow) * kc;
+      Out* dst = cols + (row * wo + ow) * kcp;
+      std::fill(dst + kc, dst + kcp, Out{});
       const int64_t iw0 = ow * p.stride - pad;
       const bool columns_inside = iw0 >= 0 && iw0 + k <= p.w;
       for (int64_t ky = 0; ky < k; ++ky, dst += span) {
         const int64_t ih = oh * p.stride - pad + ky;
         if (ih < 0 || ih >= p.h) {
-          std::fill(dst, dst + span, 0.f);
+          std::fill(dst, dst + span, Out{});
           continue;
         }
         const int64_t src = ((n * p.h + ih) * p.w + iw0) * p.cin;  // negative at the left edge: never read
         if (columns_inside) {
-          for (int64_t i = 0; i < span; ++i) dst[i] = as_f32(x[src + i]);
+          for (int64_t i = 0; i < span; ++i) dst[i] = col_value<Out>(x[src + i]);
           continue;
         }
         for (int64_t kx = 0; kx < k; ++kx) {
           const bool inside = iw0 + kx >= 0 && iw0 + kx < p.w;
-          for (int64_t c = 0; c < p.cin; ++c) dst[kx * p.cin + c] = inside ? as_f32(x[src + kx * p.cin + c]) : 0.f;
+          for (int64_t c = 0; c < p.cin; ++c)
+            dst[kx * p.cin + c] = inside ? col_value<Out>(x[src + kx * p.cin + c]) : Out{};
         }
       }
     }
@@ -112,7 +124,8 @@ void im2col(const ConvProblem& p, const In* x, int64_t ho, int64_t wo, float* co
 }
 
 constexpr int64_t kIm2colMaxCin = 4;
-constexpr int64_t kAmxSlackPixels = 34;  // conv_row_amx's 32-pixel tiles, plus the 3x3 taps' reach
+constexpr int64_t kAmxTilePixels = 16;  // pixels per AMX A tile: conv_row_amx reads whole tiles
+constexpr size_t kAmxSlackPixels = 34;  // conv_row_amx's 32-pixel tiles, plus the 3x3 taps' reach
 
 // Every output row of every image, for each pair of 16-channel output blocks, in parallel.
 void run_rows(const ConvRow& a, RowKernel kernel, int64_t n, int64_t blocks) {
@@ -131,6 +144,8 @@ void run_rows(const ConvRow& a, RowKernel kernel, int64_t n, int64_t blocks) {
 }
 
 }  // namespace
+
+bool conv_uses_im2col(int64_t cin, int ksize) { return ksize > 1 && cin <= kIm2colMaxCin; }
 
 bool conv_uses_winograd(int64_t cin, int64_t cout, int ksize, int stride) {
   return ksize == 3 && stride == 1 && cin >= 32 && cout >= 32 && cin % 16 == 0 && cout % 16 == 0 &&
@@ -156,26 +171,38 @@ void conv2d_nhwc(const ConvProblem& p) {
   const int64_t ho = conv_out_size(p.h, p.ksize, p.stride), wo = conv_out_size(p.w, p.ksize, p.stride);
   const int64_t blocks = (p.cout + 15) / 16;
   const RowKernel kernel = row_kernel(pairs);
-  if (!pairs && p.ksize > 1 && p.cin <= kIm2colMaxCin) {
-    auto* cols = static_cast<float*>(scratch(static_cast<size_t>(p.n * ho * wo * p.ksize * p.ksize * p.cin) * 4));
-    if (p.x_dtype == DType::f32) im2col(p, static_cast<const float*>(p.x), ho, wo, cols);
-    else im2col(p, static_cast<const uint16_t*>(p.x), ho, wo, cols);
-    const ConvRow a{cols, ho, wo, p.ksize * p.ksize * p.cin, p.weight, p.bias, p.scale, p.y, p.y_dtype,
-                    ho, wo, p.cout, 1, 1, p.relu};
+  const int64_t multiple = bf16_channel_multiple();
+  const size_t slack_pixels = kernel == conv_row_amx ? kAmxSlackPixels : 0;  // AMX tiles read past rows
+  if (conv_uses_im2col(p.cin, p.ksize)) {
+    const int64_t kc = p.ksize * p.ksize * p.cin, kcp = pairs ? (kc + multiple - 1) / multiple * multiple : kc;
+    const size_t elems = static_cast<size_t>(p.n * ho * wo * kcp), slack = slack_pixels * kcp;
+    void* cols;
+    if (pairs) {
+      auto* buf = static_cast<uint16_t*>(scratch((elems + slack) * sizeof(uint16_t)));
+      im2col(p, static_cast<const uint16_t*>(p.x), ho, wo, kcp, buf);
+      std::memset(buf + elems, 0, slack * sizeof(uint16_t));
+      cols = buf;
+    } else {
+      auto* buf = static_cast<float*>(scratch(elems * sizeof(float)));
+      if (p.x_dtype == DType::f32) im2col(p, static_cast<const float*>(p.x), ho, wo, kcp, buf);
+      else im2col(p, static_cast<const uint16_t*>(p.x), ho, wo, kcp, buf);
+      cols = buf;
+    }
+    const ConvRow a{cols, ho, wo, kcp, p.weight, p.bias, p.scale, p.y, p.y_dtype, ho, wo, p.cout, 1, 1, p.relu};
     run_rows(a, kernel, p.n, blocks);
     return;
   }
   const int pad = p.ksize / 2;
-  const int64_t multiple = bf16_channel_multiple();
   const int64_t cp = pairs ? (p.cin + multiple - 1) / multiple * multiple : p.cin;
   const int64_t hp = p.h + 2 * pad, wp = p.w + 2 * pad;
   const void* xpad = p.x;
   const bool amx = pairs && active_isa() == Isa::amx_bf16;
-  const bool direct = pad == 0 && cp == p.cin && (pairs || p.x_dtype == DType::f32) && !amx;
+  // 1x1 convs read x in place; AMX tiles read whole groups of kAmxTilePixels, so only if rows hold whole groups.
+  const bool direct = pad == 0 && cp == p.cin && (pairs || p.x_dtype == DType::f32) && (!amx || wo % kAmxTilePixels == 0);
   if (!direct) {
     const size_t elems = static_cast<size_t>(p.n * hp * wp * cp);
     if (pairs) {
-      const size_t slack = static_cast<size_t>(kAmxSlackPixels * p.stride * cp);  // AMX tiles read past rows
+      const size_t slack = slack_pixels * p.stride * cp;
       auto* buf = static_cast<uint16_t*>(scratch((elems + slack) * sizeof(uint16_t)));
       pad_input(p, pad, cp, buf);
       std::memset(buf + elems, 0, slack * sizeof(uint16_t));

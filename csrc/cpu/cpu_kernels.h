@@ -4,7 +4,8 @@
 //   activations  x [N, H, W, C]                      (a channels_last torch tensor's memory)
 //   fp32 weights   [Cout/16][k][k][Cin][16]          (Cout rounded up to 16, zero-filled)
 //   bf16 weights   [Cout/16][k][k][Cp/2][16][2]      (Cp = Cin rounded up to bf16_channel_multiple()),
-//                                                    for vdpbf16ps and AMX TDPBF16PS
+//                                                    for vdpbf16ps and AMX TDPBF16PS; where conv_uses_im2col,
+//                  [Cout/16][Kp/2][16][2]            (K = k k Cin ordered (ky, kx, c), rounded up the same way)
 //   bias           [Cout rounded up to 16] fp32
 //   Winograd fp32  [16][Cout/16][Cin][16]           (G g G^T of F(2x2, 3x3), position e = 4 i + j outermost)
 #pragma once
@@ -43,6 +44,9 @@ const char* conv_kernel_name(DType dtype);
 // y = act(conv(x, weight, padding ksize / 2, stride) + bias) * scale.
 void conv2d_nhwc(const ConvProblem& p);
 
+// conv2d_nhwc runs convs of this shape as a 1x1 conv over their k x k patches (im2col): few input channels.
+bool conv_uses_im2col(int64_t cin, int ksize);
+
 // conv2d_nhwc runs fp32 convs of this shape as Winograd F(2x2, 3x3) (given p.winograd_weight, and no scale):
 // 3x3, stride 1, Cin and Cout multiples of 16 and >= 32, at the AVX-512 level or above.
 bool conv_uses_winograd(int64_t cin, int64_t cout, int ksize, int stride);
@@ -58,10 +62,19 @@ void lraspp_gate_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t 
 void bilinear_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t w, int64_t c,
                    int64_t out_h, int64_t out_w, const void* skip, void* y);
 
-// bilinear_nhwc's row loop built for AVX-512: output rows [row0, row1); rows / columns are its Taps arrays.
-void bilinear_rows_avx512(const void* x, DType dtype, int64_t h, int64_t w, int64_t c, int64_t out_h, int64_t out_w,
-                          const void* rows, const void* columns, const void* skip, void* y, int64_t row0,
-                          int64_t row1);
+// bilinear_nhwc's loops (bilinear_rows.h): taps per output row / column, and the loop kinds it runs.
+struct BilinearTaps {
+  int64_t i0, i1;  // source indices
+  float w0, w1;    // their weights
+};
+struct BilinearProblem {
+  const void* x; DType dtype; int64_t n, h, w, c, out_h, out_w;
+  const BilinearTaps* rows; const BilinearTaps* columns;  // [out_h], [out_w]
+  const void* skip; void* y;
+  float* xrows;  // [N, h, out_w, C] fp32: the x pass's output, the y pass's input
+};
+enum class BilinearLoop { fused, x_pass, y_pass };
+void bilinear_loop_avx512(BilinearLoop loop, const BilinearProblem& p, int64_t row0, int64_t row1);
 
 // Per-ISA row kernels, called by conv2d_nhwc: one output row, channel blocks [cb0, cb0 + ncb), ncb <= 2.
 struct ConvRow {

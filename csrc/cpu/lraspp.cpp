@@ -11,6 +11,24 @@ namespace {
 
 float hardsigmoid(float v) { return std::min(std::max(v / 6.f + 0.5f, 0.f), 1.f); }
 
+inline double as_double(float v) { return v; }
+inline double as_double(uint16_t v) { return bf16_to_f32(v); }
+
+constexpr int64_t kChannelChunk = 64;
+
+// mean [cin] <- the mean over pixels of one image x [pixels, cin], in float64, channel chunks in parallel.
+template <typename T>
+void channel_mean(const T* x, int64_t pixels, int64_t cin, double* mean) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c0 = 0; c0 < cin; c0 += kChannelChunk) {
+    const int64_t c1 = std::min(cin, c0 + kChannelChunk);
+    double sum[kChannelChunk] = {};
+    for (int64_t p = 0; p < pixels; ++p)
+      for (int64_t c = c0; c < c1; ++c) sum[c - c0] += as_double(x[p * cin + c]);
+    for (int64_t c = c0; c < c1; ++c) mean[c] = sum[c - c0] / static_cast<double>(pixels);
+  }
+}
+
 }  // namespace
 
 void lraspp_gate_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t w, int64_t cin,
@@ -19,12 +37,12 @@ void lraspp_gate_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t 
   std::vector<double> mean(static_cast<size_t>(cin));
   std::vector<float> gate(static_cast<size_t>(n * cout));
   for (int64_t b = 0; b < n; ++b) {
-    std::fill(mean.begin(), mean.end(), 0.0);
-    for (int64_t p = 0; p < h * w; ++p)
-      for (int64_t c = 0; c < cin; ++c) mean[c] += load_as_f32(x, dtype, (b * h * w + p) * cin + c);
+    const int64_t offset = b * h * w * cin;
+    if (dtype == DType::f32) channel_mean(static_cast<const float*>(x) + offset, h * w, cin, mean.data());
+    else channel_mean(static_cast<const uint16_t*>(x) + offset, h * w, cin, mean.data());
     for (int64_t co = 0; co < cout; ++co) {
       double s = b_gate[co];
-      for (int64_t c = 0; c < cin; ++c) s += w_gate[co * cin + c] * (mean[c] / static_cast<double>(h * w));
+      for (int64_t c = 0; c < cin; ++c) s += w_gate[co * cin + c] * mean[c];
       gate[b * cout + co] = hardsigmoid(static_cast<float>(s));
     }
   }
