@@ -21,6 +21,8 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@torch.inference_mode(False)  # weights built under a caller's inference_mode would be inference tensors, whose
+# lack of a version counter makes the native backend repack them on every call
 def load(source: str | os.PathLike | ALNet | FoldedALNet, backend: str = "auto",
          device: str | torch.device | None = None, fold: bool = True, dtype: torch.dtype = torch.float32,
          config: ALNetConfig | None = None, batch_size: int = 4) -> Segmenter:

@@ -52,3 +52,22 @@ def test_load_native_segmenter():
     ref = alnet_fast.load(model, backend="torch", device="cpu", fold=False)
     assert seg.segment(image).shape == (70, 50)
     assert dice(seg.segment(image), ref.segment(image)) >= 0.999
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_load_under_inference_mode_packs_weights_once(monkeypatch, dtype):
+    """Weights folded under a caller's inference_mode would be inference tensors (no version counter), which the
+    pack cache cannot trust: load() builds them outside it, so the second forward repacks nothing."""
+    import alnet_fast.backends.native_ops as native_ops
+
+    packs = []
+    real_pack = native_ops.pack_cpu_conv
+    monkeypatch.setattr(native_ops, "pack_cpu_conv", lambda *args: packs.append(1) or real_pack(*args))
+    with torch.inference_mode():
+        seg = alnet_fast.load(random_alnet(seed=4), backend="native", device="cpu", dtype=dtype)
+        assert not any(p.is_inference() for p in seg.model.parameters())
+        x = torch.rand(1, 3, 64, 64)
+        first = seg.logits(x)
+        packed = len(packs)
+        assert torch.equal(seg.logits(x), first)
+    assert packed > 0 and len(packs) == packed
