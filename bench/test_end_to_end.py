@@ -41,7 +41,7 @@ class Entry:
     backend: str | None = None  # alnet_fast backend that must be available on CPU
 
 
-def _onnx_path() -> Path:
+def folded_onnx_path() -> Path:
     path = ONNX_DIR / "alnet_folded.onnx"
     if not path.exists():
         export_onnx(bench_model(), path)
@@ -61,9 +61,9 @@ ENTRIES = [
     Entry("torch.compile", "fp32", lambda: peers.torch_compile_runner(alnet_fast.reparameterize(bench_model()))),
     Entry("torch.compile", "bf16",
           lambda: peers.torch_compile_runner(alnet_fast.reparameterize(bench_model()), torch.bfloat16)),
-    Entry("onnxruntime", "fp32", lambda: peers.onnxruntime_runner(_onnx_path()), needs=("onnxruntime", "onnx")),
-    Entry("openvino", "fp32", lambda: peers.openvino_runner(_onnx_path(), "f32"), needs=("openvino", "onnx")),
-    Entry("openvino", "bf16", lambda: peers.openvino_runner(_onnx_path(), "bf16"), needs=("openvino", "onnx")),
+    Entry("onnxruntime", "fp32", lambda: peers.onnxruntime_runner(folded_onnx_path()), needs=("onnxruntime", "onnx")),
+    Entry("openvino", "fp32", lambda: peers.openvino_runner(folded_onnx_path(), "f32"), needs=("openvino", "onnx")),
+    Entry("openvino", "bf16", lambda: peers.openvino_runner(folded_onnx_path(), "bf16"), needs=("openvino", "onnx")),
 ]
 
 _runners: dict[str, peers.Runner] = {}
