@@ -47,6 +47,17 @@ void* scratch(size_t bytes) {
   return buffer.data() + (kAlign - address % kAlign) % kAlign;
 }
 
+// scratch for elems values of T, then slack zeroed values that AMX tiles may read past the last row.
+template <typename T>
+T* staging(size_t elems, size_t slack) {
+  auto* buf = static_cast<T*>(scratch((elems + slack) * sizeof(T)));
+  std::memset(buf + elems, 0, slack * sizeof(T));
+  return buf;
+}
+
+// Cin (or K = k k Cin) as the kernel reads it: rounded up to the bf16-pair multiple, as it is for fp32.
+int64_t channels_read(int64_t c, bool pairs, int64_t multiple) { return pairs ? (c + multiple - 1) / multiple * multiple : c; }
+
 // xpad [N, H + 2 pad, W + 2 pad, cp] <- x [N, H, W, cin], zero border and zero channels [cin, cp).
 template <typename Out>
 void pad_input(const ConvProblem& p, int pad, int64_t cp, Out* xpad) {
@@ -172,43 +183,38 @@ void conv2d_nhwc(const ConvProblem& p) {
   const int64_t blocks = (p.cout + 15) / 16;
   const RowKernel kernel = row_kernel(pairs);
   const int64_t multiple = bf16_channel_multiple();
-  const size_t slack_pixels = kernel == conv_row_amx ? kAmxSlackPixels : 0;  // AMX tiles read past rows
+  const bool amx = kernel == conv_row_amx;
+  const size_t slack_pixels = amx ? kAmxSlackPixels : 0;  // AMX tiles read past rows
   if (conv_uses_im2col(p.cin, p.ksize)) {
-    const int64_t kc = p.ksize * p.ksize * p.cin, kcp = pairs ? (kc + multiple - 1) / multiple * multiple : kc;
-    const size_t elems = static_cast<size_t>(p.n * ho * wo * kcp), slack = slack_pixels * kcp;
+    const int64_t kcp = channels_read(p.ksize * p.ksize * p.cin, pairs, multiple);
+    const size_t elems = static_cast<size_t>(p.n * ho * wo * kcp);
     void* cols;
     if (pairs) {
-      auto* buf = static_cast<uint16_t*>(scratch((elems + slack) * sizeof(uint16_t)));
-      im2col(p, static_cast<const uint16_t*>(p.x), ho, wo, kcp, buf);
-      std::memset(buf + elems, 0, slack * sizeof(uint16_t));
-      cols = buf;
+      cols = staging<uint16_t>(elems, slack_pixels * kcp);
+      im2col(p, static_cast<const uint16_t*>(p.x), ho, wo, kcp, static_cast<uint16_t*>(cols));
     } else {
-      auto* buf = static_cast<float*>(scratch(elems * sizeof(float)));
-      if (p.x_dtype == DType::f32) im2col(p, static_cast<const float*>(p.x), ho, wo, kcp, buf);
-      else im2col(p, static_cast<const uint16_t*>(p.x), ho, wo, kcp, buf);
-      cols = buf;
+      cols = staging<float>(elems, 0);
+      if (p.x_dtype == DType::f32) im2col(p, static_cast<const float*>(p.x), ho, wo, kcp, static_cast<float*>(cols));
+      else im2col(p, static_cast<const uint16_t*>(p.x), ho, wo, kcp, static_cast<float*>(cols));
     }
     const ConvRow a{cols, ho, wo, kcp, p.weight, p.bias, p.scale, p.y, p.y_dtype, ho, wo, p.cout, 1, 1, p.relu};
     run_rows(a, kernel, p.n, blocks);
     return;
   }
   const int pad = p.ksize / 2;
-  const int64_t cp = pairs ? (p.cin + multiple - 1) / multiple * multiple : p.cin;
+  const int64_t cp = channels_read(p.cin, pairs, multiple);
   const int64_t hp = p.h + 2 * pad, wp = p.w + 2 * pad;
   const void* xpad = p.x;
-  const bool amx = pairs && active_isa() == Isa::amx_bf16;
   // 1x1 convs read x in place; AMX tiles read whole groups of kAmxTilePixels, so only if rows hold whole groups.
   const bool direct = pad == 0 && cp == p.cin && (pairs || p.x_dtype == DType::f32) && (!amx || wo % kAmxTilePixels == 0);
   if (!direct) {
     const size_t elems = static_cast<size_t>(p.n * hp * wp * cp);
     if (pairs) {
-      const size_t slack = slack_pixels * p.stride * cp;
-      auto* buf = static_cast<uint16_t*>(scratch((elems + slack) * sizeof(uint16_t)));
+      auto* buf = staging<uint16_t>(elems, slack_pixels * p.stride * cp);
       pad_input(p, pad, cp, buf);
-      std::memset(buf + elems, 0, slack * sizeof(uint16_t));
       xpad = buf;
     } else {
-      auto* buf = static_cast<float*>(scratch(elems * sizeof(float)));
+      auto* buf = staging<float>(elems, 0);
       pad_input(p, pad, cp, buf);
       xpad = buf;
     }
