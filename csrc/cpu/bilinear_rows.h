@@ -10,11 +10,6 @@ namespace {
 
 using Taps = BilinearTaps;
 
-inline float to_f32(float v) { return v; }
-inline float to_f32(uint16_t v) { return bf16_to_f32(v); }
-inline void from_f32(float v, float* out) { *out = v; }
-inline void from_f32(float v, uint16_t* out) { *out = f32_to_bf16(v); }
-
 // Output rows [row0, row1) of y [N, out_h, out_w, C] (row = image * out_h + oy); columns[ox] are the
 // x taps, rows[oy] the y taps. T: float (fp32) or uint16_t (bf16 bits); computed in fp32, rounded once.
 // Per output pixel: ty.w0 (tx.w0 p00 + tx.w1 p01) + ty.w1 (tx.w0 p10 + tx.w1 p11), PyTorch's order.

@@ -91,10 +91,8 @@ void pad_input(const ConvProblem& p, int pad, int64_t cp, Out* xpad) {
 }
 
 // The value stored in cols: fp32 (from fp32 or bf16 bits), or bf16 bits kept as they are (bf16-pair kernels).
-template <typename Out> Out col_value(float v) { return v; }
-template <typename Out> Out col_value(uint16_t v);
-template <> inline float col_value<float>(uint16_t v) { return bf16_to_f32(v); }
-template <> inline uint16_t col_value<uint16_t>(uint16_t v) { return v; }
+template <typename Out, typename In> Out col_value(In v) { return to_f32(v); }
+template <> inline uint16_t col_value<uint16_t, uint16_t>(uint16_t v) { return v; }
 
 // cols [N, Ho, Wo, kcp] <- the k x k patches of x (zero outside), kc = k * k * cin values per patch, then
 // zeros up to kcp. With it a conv of few input channels (the stem: Cin = 1 or 3) runs as a 1x1 conv over

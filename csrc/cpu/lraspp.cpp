@@ -11,9 +11,6 @@ namespace {
 
 float hardsigmoid(float v) { return std::min(std::max(v / 6.f + 0.5f, 0.f), 1.f); }
 
-inline double as_double(float v) { return v; }
-inline double as_double(uint16_t v) { return bf16_to_f32(v); }
-
 constexpr int64_t kChannelChunk = 64;
 
 // mean [cin] <- the mean over pixels of one image x [pixels, cin], in float64, channel chunks in parallel.
@@ -24,7 +21,7 @@ void channel_mean(const T* x, int64_t pixels, int64_t cin, double* mean) {
     const int64_t c1 = std::min(cin, c0 + kChannelChunk);
     double sum[kChannelChunk] = {};
     for (int64_t p = 0; p < pixels; ++p)
-      for (int64_t c = c0; c < c1; ++c) sum[c - c0] += as_double(x[p * cin + c]);
+      for (int64_t c = c0; c < c1; ++c) sum[c - c0] += to_f32(x[p * cin + c]);
     for (int64_t c = c0; c < c1; ++c) mean[c] = sum[c - c0] / static_cast<double>(pixels);
   }
 }

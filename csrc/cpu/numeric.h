@@ -24,6 +24,12 @@ inline uint16_t f32_to_bf16(float f) {
   return static_cast<uint16_t>((bits & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
+// fp32 from a stored value: fp32 itself, or bf16 bits; and back, rounding bf16 to nearest even.
+inline float to_f32(float v) { return v; }
+inline float to_f32(uint16_t v) { return bf16_to_f32(v); }
+inline void from_f32(float v, float* out) { *out = v; }
+inline void from_f32(float v, uint16_t* out) { *out = f32_to_bf16(v); }
+
 inline float load_as_f32(const void* p, DType t, int64_t i) {
   return t == DType::f32 ? static_cast<const float*>(p)[i] : bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
 }
