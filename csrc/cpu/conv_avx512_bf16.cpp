@@ -15,44 +15,24 @@
 namespace alnet {
 namespace {
 
-inline int32_t load_pair(const uint16_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-struct Bf16PairTile {
-  template <int RW, int NB>
-  static void run(const ConvRow& a, int64_t n, int64_t oh, int64_t ow0, int64_t cb0) {
-    const int64_t k = a.ksize, xs = a.stride * a.cp, block = k * k * a.cp * 16;
-    const uint16_t* x =
-        static_cast<const uint16_t*>(a.xpad) + ((n * a.hp + oh * a.stride) * a.wp + ow0 * a.stride) * a.cp;
-    const uint16_t* w = static_cast<const uint16_t*>(a.weight) + cb0 * block;
-    __m512 acc[RW][NB];
-    for (int r = 0; r < RW; ++r)
-      for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_setzero_ps();
-    for (int64_t ky = 0; ky < k; ++ky)
-      for (int64_t kx = 0; kx < k; ++kx) {
-        const uint16_t* xp = x + (ky * a.wp + kx) * a.cp;
-        const uint16_t* wp = w + (ky * k + kx) * a.cp * 16;
-        for (int64_t c = 0; c < a.cp; c += 2) {
-          __m512bh wv[NB];
-          for (int b = 0; b < NB; ++b) wv[b] = (__m512bh)_mm512_loadu_si512(wp + b * block + c * 16);
-#pragma GCC unroll 16
-          for (int r = 0; r < RW; ++r) {
-            const __m512bh v = (__m512bh)_mm512_set1_epi32(load_pair(xp + r * xs + c));
-            for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_dpbf16_ps(acc[r][b], v, wv[b]);
-          }
-        }
-      }
-    store_tile<RW, NB>(a, n, oh, ow0, cb0, acc);
+// bf16 pairs: one vdpbf16ps per pair of input channels, on a broadcast pair and 16 channels' weight pairs.
+struct Bf16PairDot {
+  using Elem = uint16_t;
+  using Weights = __m512bh;
+  static constexpr int kStep = 2;
+  static __m512bh weights(const uint16_t* w) { return (__m512bh)_mm512_loadu_si512(w); }
+  static __m512bh broadcast(const uint16_t* x) {
+    int32_t pair;
+    std::memcpy(&pair, x, sizeof pair);
+    return (__m512bh)_mm512_set1_epi32(pair);
   }
+  static __m512 madd(__m512 acc, __m512bh v, __m512bh w) { return _mm512_dpbf16_ps(acc, v, w); }
 };
 
 }  // namespace
 
 void conv_row_avx512_bf16(const ConvRow& a, int64_t n, int64_t oh, int64_t cb0, int64_t ncb) {
-  conv_row<Bf16PairTile>(a, n, oh, cb0, ncb);
+  conv_row<DotTile<Bf16PairDot>>(a, n, oh, cb0, ncb);
 }
 
 }  // namespace alnet

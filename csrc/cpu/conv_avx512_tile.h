@@ -1,6 +1,7 @@
 // The AVX-512 output tile shared by the fp32 and bf16-pair kernels: RW pixels x NB 16-channel blocks of
-// zmm accumulators (RW = 12, NB = 2: 24 accumulators), the row walk, and the epilogue, also used by the
-// AMX kernel (bias, ReLU, scale, masked store of the Cout tail, fp32 or bf16 output rounded to nearest even).
+// zmm accumulators (RW = 12, NB = 2: 24 accumulators), its dot-product loop (also the Winograd GEMM's), the
+// row walk, and the epilogue, also used by the AMX kernel (bias, ReLU, scale, masked store of the Cout tail,
+// fp32 or bf16 output rounded to nearest even).
 //
 // Include only after `#pragma GCC target("avx512f,avx512bw,avx512vl,...")`: everything here has
 // internal linkage, so each includer gets its own copy compiled for its own target.
@@ -39,6 +40,53 @@ inline void store_tile(const ConvRow& a, int64_t n, int64_t oh, int64_t ow0, int
   for (int b = 0; b < NB; ++b)
     for (int r = 0; r < RW; ++r) store_row(a, n, oh, ow0 + r, cb0 + b, acc[r][b]);
 }
+
+// acc[r][b] += x[r * xs + c ...] . w[b * block + c * 16 ...] for c in [0, count), step Dot::kStep: per step,
+// NB weight vectors times RW broadcast inputs. Dot: the element type, the weight load, the broadcast and the
+// multiply-add (Fp32Dot below; bf16 pairs in conv_avx512_bf16.cpp). The direct convs' taps and the Winograd
+// GEMM share it.
+template <typename Dot, int RW, int NB>
+inline void dot_accumulate(__m512 (&acc)[RW][NB], const typename Dot::Elem* x, int64_t xs,
+                           const typename Dot::Elem* w, int64_t block, int64_t count) {
+  for (int64_t c = 0; c < count; c += Dot::kStep) {
+    typename Dot::Weights wv[NB];
+    for (int b = 0; b < NB; ++b) wv[b] = Dot::weights(w + b * block + c * 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < RW; ++r) {
+      const auto v = Dot::broadcast(x + r * xs + c);
+      for (int b = 0; b < NB; ++b) acc[r][b] = Dot::madd(acc[r][b], v, wv[b]);
+    }
+  }
+}
+
+// fp32: one vfmadd231ps per input channel.
+struct Fp32Dot {
+  using Elem = float;
+  using Weights = __m512;
+  static constexpr int kStep = 1;
+  static __m512 weights(const float* w) { return _mm512_loadu_ps(w); }
+  static __m512 broadcast(const float* x) { return _mm512_set1_ps(*x); }
+  static __m512 madd(__m512 acc, __m512 v, __m512 w) { return _mm512_fmadd_ps(v, w, acc); }
+};
+
+// One output tile of a direct conv over the padded input: every k x k tap's dot_accumulate, then the epilogue.
+template <typename Dot>
+struct DotTile {
+  template <int RW, int NB>
+  static void run(const ConvRow& a, int64_t n, int64_t oh, int64_t ow0, int64_t cb0) {
+    using Elem = typename Dot::Elem;
+    const int64_t k = a.ksize, xs = a.stride * a.cp, block = k * k * a.cp * 16;
+    const Elem* x = static_cast<const Elem*>(a.xpad) + ((n * a.hp + oh * a.stride) * a.wp + ow0 * a.stride) * a.cp;
+    const Elem* w = static_cast<const Elem*>(a.weight) + cb0 * block;
+    __m512 acc[RW][NB];
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_setzero_ps();
+    for (int64_t ky = 0; ky < k; ++ky)
+      for (int64_t kx = 0; kx < k; ++kx)
+        dot_accumulate<Dot>(acc, x + (ky * a.wp + kx) * a.cp, xs, w + (ky * k + kx) * a.cp * 16, block, a.cp);
+    store_tile<RW, NB>(a, n, oh, ow0, cb0, acc);
+  }
+};
 
 // Tile::run<RW, NB>(a, n, oh, ow0, cb0) computes and stores one tile.
 template <typename Tile, int NB, int RW = kTile - 1>

@@ -19,6 +19,8 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
 
+#include "conv_avx512_tile.h"
+
 namespace alnet {
 namespace {
 
@@ -78,15 +80,7 @@ inline void gemm_tile(const float* v, const float* u, int64_t cin, int64_t u_blo
   __m512 acc[kRows][NB];
   for (int r = 0; r < kRows; ++r)
     for (int nb = 0; nb < NB; ++nb) acc[r][nb] = _mm512_setzero_ps();
-  for (int64_t c = 0; c < cin; ++c) {
-    __m512 w[NB];
-    for (int nb = 0; nb < NB; ++nb) w[nb] = _mm512_loadu_ps(u + nb * u_block + c * 16);
-#pragma GCC unroll 12
-    for (int r = 0; r < kRows; ++r) {
-      const __m512 a = _mm512_set1_ps(v[r * cin + c]);
-      for (int nb = 0; nb < NB; ++nb) acc[r][nb] = _mm512_fmadd_ps(a, w[nb], acc[r][nb]);
-    }
-  }
+  dot_accumulate<Fp32Dot>(acc, v, cin, u, u_block, cin);
   for (int r = 0; r < kRows; ++r)
     for (int nb = 0; nb < NB; ++nb) _mm512_storeu_ps(m + r * cout + nb * 16, acc[r][nb]);
 }
