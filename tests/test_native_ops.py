@@ -53,11 +53,14 @@ def conv_ref(x, w, b, stride, relu, k):
     return torch.relu(y) if relu else y
 
 
-# (N, Cin, Cout, H, W, stride, relu): Cin 1, 3, 4 (stems: the im2col path), odd sizes, Cout tails of 1..15
+# (N, Cin, Cout, H, W, stride, relu): Cin 1, 2, 3, 4 (stems: the im2col path, with both image edges inside
+# one patch at width 1), odd sizes, Cout tails of 1..15
 # lanes, more than two 16-channel blocks, and widths below / above / not a multiple of the 12-pixel tile.
 CONV3_CASES = [
     (1, 3, 32, 17, 13, 2, True),
     (2, 1, 32, 20, 18, 2, True),
+    (2, 2, 16, 5, 1, 1, True),
+    (1, 1, 32, 3, 7, 1, False),
     (1, 4, 16, 10, 9, 1, False),
     (2, 3, 5, 9, 30, 1, False),
     (2, 32, 32, 9, 11, 1, True),

@@ -189,7 +189,8 @@ void conv2d_nhwc(const ConvProblem& p) {
     void* cols;
     if (pairs) {
       cols = staging<uint16_t>(elems, slack_pixels * kcp);
-      im2col(p, static_cast<const uint16_t*>(p.x), ho, wo, kcp, static_cast<uint16_t*>(cols));
+      if (kcp == 32) im2col_bf16_avx512(p, ho, wo, static_cast<uint16_t*>(cols));  // bf16 pairs imply AVX-512
+      else im2col(p, static_cast<const uint16_t*>(p.x), ho, wo, kcp, static_cast<uint16_t*>(cols));
     } else {
       cols = staging<float>(elems, 0);
       if (p.x_dtype == DType::f32) im2col(p, static_cast<const float*>(p.x), ho, wo, kcp, static_cast<float*>(cols));
