@@ -72,7 +72,7 @@ class Segmenter:
         x = pad_to_multiple(x, self.config.output_stride)
         x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
         if isinstance(self.model, FoldedALNet):
-            out = self.model(x, self.ops)
+            out = self.ops.run(self.model, x)
         else:
             out = self.model(x)
         return out[..., :h, :w].float().cpu()

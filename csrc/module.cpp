@@ -66,18 +66,23 @@ PYBIND11_MODULE(_native, m) {
       "conv2d",
       [](uintptr_t x, const std::string& dtype, int64_t n, int64_t h, int64_t w, int64_t cin, uintptr_t weight,
          bool weight_bf16_pairs, uintptr_t bias, uintptr_t scale, uintptr_t y, int64_t cout, int ksize, int stride,
-         bool relu, uintptr_t winograd_weight) {
+         bool relu, uintptr_t winograd_weight, int64_t x_pad, int64_t y_pad) {
+        if (x_pad < 0 || y_pad < 0) throw std::invalid_argument("x_pad and y_pad must be >= 0");
         const DType t = dtype_from_name(dtype);
         conv2d_nhwc({ptr<const void>(x), t, n, h, w, cin, ptr<const void>(weight), weight_bf16_pairs,
                      ptr<const float>(bias), scale ? ptr<const float>(scale) : nullptr, ptr(y), t, cout, ksize,
-                     stride, relu, winograd_weight ? ptr<const float>(winograd_weight) : nullptr});
+                     stride, relu, winograd_weight ? ptr<const float>(winograd_weight) : nullptr, x_pad, y_pad});
       },
       py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"), py::arg("weight"),
       py::arg("weight_bf16_pairs"), py::arg("bias"), py::arg("scale"), py::arg("y"), py::arg("cout"),
-      py::arg("ksize"), py::arg("stride"), py::arg("relu"), py::arg("winograd_weight") = 0,
-      py::call_guard<py::gil_scoped_release>(),
+      py::arg("ksize"), py::arg("stride"), py::arg("relu"), py::arg("winograd_weight") = 0, py::arg("x_pad") = 0,
+      py::arg("y_pad") = 0, py::call_guard<py::gil_scoped_release>(),
       "y [N, Ho, Wo, Cout] = act(conv(x [N, H, W, Cin], packed weight, padding k // 2) + bias) * scale [N, Cout]; "
-      "fp32 convs where conv_uses_winograd run Winograd F(2x2, 3x3) on winograd_weight when its pointer is not 0.");
+      "fp32 convs where conv_uses_winograd run Winograd F(2x2, 3x3) on winograd_weight when its pointer is not 0. "
+      "x is stored inside a zero border of x_pad pixels (followed by bordered_slack_pixels() readable pixels when "
+      "x_pad > 0), y is written inside a border of y_pad pixels, which is left as it is.");
+  m.def("bordered_slack_pixels", [] { return kBorderedSlackPixels; },
+        "Pixels of readable memory a conv's bordered x (x_pad > 0) must have after its last pixel.");
   m.def("conv_uses_im2col", &conv_uses_im2col, py::arg("cin"), py::arg("ksize"),
         "Convs of this shape run as a 1x1 conv over their patches; bf16 pairs are then packed [Cout/16][Kp/2][16][2].");
   m.def("conv_uses_winograd", &conv_uses_winograd, py::arg("cin"), py::arg("cout"), py::arg("ksize"),
@@ -99,11 +104,13 @@ PYBIND11_MODULE(_native, m) {
   m.def(
       "bilinear",
       [](uintptr_t x, const std::string& dtype, int64_t n, int64_t h, int64_t w, int64_t c, int64_t out_h,
-         int64_t out_w, uintptr_t skip, uintptr_t y) {
+         int64_t out_w, uintptr_t skip, uintptr_t y, int64_t y_pad) {
+        if (y_pad < 0) throw std::invalid_argument("y_pad must be >= 0");
         bilinear_nhwc(ptr<const void>(x), dtype_from_name(dtype), n, h, w, c, out_h, out_w,
-                      skip ? ptr<const void>(skip) : nullptr, ptr(y));
+                      skip ? ptr<const void>(skip) : nullptr, ptr(y), y_pad);
       },
       py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"), py::arg("out_h"),
-      py::arg("out_w"), py::arg("skip"), py::arg("y"), py::call_guard<py::gil_scoped_release>(),
-      "y [N, Ho, Wo, C] = bilinear(x [N, h, w, C], align_corners=False) (+ skip when its pointer is not 0).");
+      py::arg("out_w"), py::arg("skip"), py::arg("y"), py::arg("y_pad") = 0, py::call_guard<py::gil_scoped_release>(),
+      "y [N, Ho, Wo, C] = bilinear(x [N, h, w, C], align_corners=False) (+ skip when its pointer is not 0), "
+      "written inside a border of y_pad pixels.");
 }

@@ -18,3 +18,29 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+ISA_LEVELS = ("scalar", "avx2", "avx512", "avx512_bf16", "amx_bf16")
+
+
+def _supported_isas() -> list[str]:
+    from alnet_fast import native
+
+    module = native.cpu_module()
+    if module is None:
+        return []
+    detected = module.build_info()["isa_detected"]
+    return list(ISA_LEVELS[: ISA_LEVELS.index(detected) + 1])
+
+
+@pytest.fixture(params=_supported_isas())
+def isa(request):
+    """Runs the test with the native CPU kernels dispatched to one SIMD level (each one this CPU has), then
+    restores the detected one."""
+    from alnet_fast import native
+
+    module = native.cpu_module()
+    detected = module.build_info()["isa_detected"]
+    module.set_active_isa(request.param)
+    yield request.param
+    module.set_active_isa(detected)

@@ -18,25 +18,6 @@ from alnet_fast.backends.native_ops import NativeOps, pack_cpu_conv
 
 pytestmark = pytest.mark.skipif(native.cpu_module() is None, reason=f"{native.cpu_unavailable_reason()}")
 
-ISA_LEVELS = ("scalar", "avx2", "avx512", "avx512_bf16", "amx_bf16")
-
-
-def _supported_isas() -> list[str]:
-    module = native.cpu_module()
-    if module is None:
-        return []
-    detected = module.build_info()["isa_detected"]
-    return list(ISA_LEVELS[: ISA_LEVELS.index(detected) + 1])
-
-
-@pytest.fixture(params=_supported_isas())
-def isa(request):
-    """Runs the test with the kernels dispatched to one SIMD level, then restores the detected one."""
-    module = native.cpu_module()
-    detected = module.build_info()["isa_detected"]
-    module.set_active_isa(request.param)
-    yield request.param
-    module.set_active_isa(detected)
 
 
 def fp32_close(out: torch.Tensor, ref: torch.Tensor) -> bool:
@@ -132,6 +113,57 @@ def test_upsample_add_and_resize(isa, dtype, sizes, channels):
     close = fp32_close if dtype == torch.float32 else bf16_close
     assert close(NativeOps().upsample_add(x, skip), up + skip.double())
     assert close(NativeOps().resize_bilinear(x, (oh, ow)), up)
+
+
+SENTINEL = 7.0  # what a bordered output buffer holds outside the interior its producer must write
+
+
+def bordered(x: torch.Tensor, border: int, fill: float = 0.0, slack: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [N, C, H, W] stored inside a border of ``fill`` (then ``slack`` pixels) -> (flat buffer, interior view)."""
+    n, c, h, w = x.shape
+    buffer = torch.full((n * (h + 2 * border) * (w + 2 * border) * c + slack * c,), fill, dtype=x.dtype)
+    full = buffer[:n * (h + 2 * border) * (w + 2 * border) * c].view(n, h + 2 * border, w + 2 * border, c)
+    interior = full[:, border:border + h, border:border + w].permute(0, 3, 1, 2)
+    interior.copy_(x)
+    return buffer, interior
+
+
+# (Cin, Cout, k, stride, x border, y border): the im2col stem, AMX / bf16-pair channel counts read in place,
+# a Cin the kernels must pad (40 -> 64 for AMX), Winograd (fp32, 32 -> 32, 3x3 stride 1), a border wider than
+# the conv's padding, and a 1x1 conv reading a bordered x whose rows are not whole 16-pixel groups.
+BORDER_CASES = [(3, 32, 3, 2, 1, 1), (32, 32, 3, 1, 1, 1), (32, 64, 3, 2, 1, 0), (40, 16, 3, 1, 2, 1),
+                (32, 32, 3, 1, 1, 2), (64, 20, 1, 1, 1, 0), (32, 32, 1, 1, 0, 1)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("case", BORDER_CASES, ids=str)
+def test_conv_reads_and_writes_bordered_buffers(isa, dtype, case):
+    """x_pad / y_pad (what NativePlan chains convs with): x read in place from inside its zero border, y written
+    inside its border, which keeps its values, and the interior equal to the op's borderless output."""
+    cin, cout, k, stride, x_pad, y_pad = case
+    x = torch.randn(2, cin, 9, 13).to(dtype)
+    wt, b = (torch.randn(cout, cin, k, k) / (k * k * cin) ** 0.5).to(dtype), torch.randn(cout).to(dtype)
+    ops = NativeOps()
+    expected = ops.conv3x3_bias_relu(x, wt, b, stride) if k == 3 else ops.conv1x1_bias_relu(x, wt, b)
+    x_buffer, _ = bordered(x, x_pad, slack=native.cpu_module().bordered_slack_pixels() if x_pad else 0)
+    y_buffer, y = bordered(torch.empty_like(expected), y_pad, fill=SENTINEL)
+    y.fill_(float("nan"))
+    ops.cpu_conv_call(x_buffer.data_ptr(), dtype, 2, 9, 13, wt, b, stride, True, y_buffer.data_ptr(), x_pad, y_pad)()
+    assert torch.equal(y, expected)
+    assert (y_buffer == SENTINEL).sum() == y_buffer.numel() - y.numel()
+
+
+@pytest.mark.parametrize("channels", [19, 1])
+def test_bilinear_writes_inside_a_border(isa, channels):
+    x, skip = torch.randn(2, channels, 5, 7).bfloat16(), torch.randn(2, channels, 10, 14).bfloat16()
+    ops = NativeOps()
+    expected = ops.upsample_add(x, skip)
+    y_buffer, y = bordered(torch.empty_like(expected), 1, fill=SENTINEL)
+    x, skip = x.contiguous(memory_format=torch.channels_last), skip.contiguous(memory_format=torch.channels_last)
+    ops.cpu_bilinear_call(x.data_ptr(), x.dtype, 2, 5, 7, channels, (10, 14), skip.data_ptr(), y_buffer.data_ptr(),
+                          1)()
+    assert torch.equal(y, expected)
+    assert (y_buffer == SENTINEL).sum() == y_buffer.numel() - y.numel()
 
 
 def test_any_memory_format_and_strides_give_the_same_result():

@@ -42,6 +42,11 @@ class OpTable:
         """Called once when a model is bound to this backend (e.g. to prepack weights); returns the model."""
         return model
 
+    def run(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """A folded model's forward pass on x through this table: ``model(x, self)``, op by op. Backends may
+        run it as a whole instead (NativeOps on CPU: a NativePlan), with the same result."""
+        return model(x, self)
+
     # Public ops: checked here once, for every backend; backends implement the underscored methods.
 
     def conv3x3_bias_relu(self, x, weight, bias, stride: int = 1, relu: bool = True):

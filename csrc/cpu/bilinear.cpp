@@ -39,9 +39,10 @@ void parallel_rows(BilinearLoop loop, const BilinearProblem& p, int64_t rows) {
 }  // namespace
 
 void bilinear_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t w, int64_t c, int64_t out_h,
-                   int64_t out_w, const void* skip, void* y) {
+                   int64_t out_w, const void* skip, void* y, int64_t y_pad) {
   const std::vector<Taps> rows = taps(h, out_h), columns = taps(w, out_w);
-  BilinearProblem p{x, dtype, n, h, w, c, out_h, out_w, rows.data(), columns.data(), skip, y, nullptr};
+  BilinearProblem p{x, dtype, n, h, w, c, out_h, out_w, rows.data(), columns.data(), skip, y, y_pad,
+                     nullptr};
   if (c >= kFusedMinChannels) {
     parallel_rows(BilinearLoop::fused, p, n * out_h);
     return;

@@ -72,7 +72,7 @@ void pad_input(const ConvProblem& p, int pad, int64_t cp, Out* xpad) {
     }
     std::memset(dst, 0, sizeof(Out) * pad * cp);
     std::memset(dst + (wp - pad) * cp, 0, sizeof(Out) * pad * cp);
-    const int64_t src = (n * p.h + ih) * p.w * p.cin;
+    const int64_t src = padded_index(n, ih, 0, p.h, p.w, p.cin, p.x_pad);
     Out* interior = dst + pad * cp;
     const bool same_type = (sizeof(Out) == 4) == (p.x_dtype == DType::f32);
     if (same_type && cp == p.cin) {  // a plain row copy
@@ -117,7 +117,7 @@ void im2col(const ConvProblem& p, const In* x, int64_t ho, int64_t wo, int64_t k
           std::fill(dst, dst + span, Out{});
           continue;
         }
-        const int64_t src = ((n * p.h + ih) * p.w + iw0) * p.cin;  // negative at the left edge: never read
+        const int64_t src = padded_index(n, ih, iw0, p.h, p.w, p.cin, p.x_pad);  // left of the row at iw0 < 0: never read
         if (columns_inside) {
           for (int64_t i = 0; i < span; ++i) dst[i] = col_value<Out>(x[src + i]);
           continue;
@@ -196,16 +196,21 @@ void conv2d_nhwc(const ConvProblem& p) {
       if (p.x_dtype == DType::f32) im2col(p, static_cast<const float*>(p.x), ho, wo, kcp, static_cast<float*>(cols));
       else im2col(p, static_cast<const uint16_t*>(p.x), ho, wo, kcp, static_cast<float*>(cols));
     }
-    const ConvRow a{cols, ho, wo, kcp, p.weight, p.bias, p.scale, p.y, p.y_dtype, ho, wo, p.cout, 1, 1, p.relu};
+    const ConvRow a{cols, ho, wo, kcp, p.weight, p.bias, p.scale, p.y, p.y_dtype, ho, wo, p.cout, 1, 1, p.relu, p.y_pad};
     run_rows(a, kernel, p.n, blocks);
     return;
   }
   const int pad = p.ksize / 2;
   const int64_t cp = channels_read(p.cin, pairs, multiple);
-  const int64_t hp = p.h + 2 * pad, wp = p.w + 2 * pad;
-  const void* xpad = p.x;
-  // 1x1 convs read x in place; AMX tiles read whole groups of kAmxTilePixels, so only if rows hold whole groups.
-  const bool direct = pad == 0 && cp == p.cin && (pairs || p.x_dtype == DType::f32) && (!amx || wo % kAmxTilePixels == 0);
+  // x is read in place when its stored border covers the conv's padding (1x1 convs need none) and its channels
+  // are as the kernel reads them; AMX tiles read whole groups of kAmxTilePixels, so a borderless x only if its
+  // rows hold whole groups (a bordered one has kBorderedSlackPixels after it).
+  const bool direct = p.x_pad >= pad && cp == p.cin && (pairs || p.x_dtype == DType::f32) &&
+                      (!amx || p.x_pad > 0 || wo % kAmxTilePixels == 0);
+  const int64_t border = direct ? p.x_pad : pad;  // of the buffer the kernel reads
+  const int64_t hp = p.h + 2 * border, wp = p.w + 2 * border;
+  const void* xpad = direct ? static_cast<const char*>(p.x) + ((border - pad) * (wp + 1)) * cp * (pairs ? 2 : 4)
+                            : p.x;
   if (!direct) {
     const size_t elems = static_cast<size_t>(p.n * hp * wp * cp);
     if (pairs) {
@@ -219,7 +224,7 @@ void conv2d_nhwc(const ConvProblem& p) {
     }
   }
   const ConvRow a{xpad, hp, wp, cp, p.weight, p.bias, p.scale, p.y, p.y_dtype, ho, wo, p.cout, p.ksize, p.stride,
-                  p.relu};
+                  p.relu, p.y_pad};
   run_rows(a, kernel, p.n, blocks);
 }
 

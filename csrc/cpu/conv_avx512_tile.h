@@ -30,7 +30,7 @@ inline void store_row(const ConvRow& a, int64_t n, int64_t oh, int64_t ow, int64
   __m512 v = _mm512_add_ps(acc, _mm512_loadu_ps(a.bias + co0));
   if (a.relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
   if (a.scale) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mask, a.scale + n * a.cout + co0));
-  const int64_t off = ((n * a.ho + oh) * a.wo + ow) * a.cout + co0;
+  const int64_t off = y_index(a, n, oh, ow) + co0;
   if (a.y_dtype == DType::f32) _mm512_mask_storeu_ps(static_cast<float*>(a.y) + off, mask, v);
   else _mm256_mask_storeu_epi16(static_cast<uint16_t*>(a.y) + off, mask, round_to_bf16(v));
 }

@@ -8,6 +8,12 @@
 //                  [Cout/16][Kp/2][16][2]            (K = k k Cin ordered (ky, kx, c), rounded up the same way)
 //   bias           [Cout rounded up to 16] fp32
 //   Winograd fp32  [16][Cout/16][Cin][16]           (G g G^T of F(2x2, 3x3), position e = 4 i + j outermost)
+//
+// Bordered activations: an image [N, H, W, C] may be stored inside [N, H + 2 pad, W + 2 pad, C] with a zero
+// border of ``pad`` pixels (padded_index). Convs read such an x in place instead of copying it into a padded
+// scratch, and write their y into the interior of such a buffer, leaving its border as it is: how a chain of
+// 3x3 convs (alnet_fast.backends.native_plan) skips every padding copy. A bordered x must be followed by
+// kBorderedSlackPixels readable pixels (AMX tiles read whole 16- or 32-pixel groups past a row's end).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +33,13 @@ int64_t bf16_channel_multiple();         // ... with Cin zero-padded to a multip
 
 enum class DType { f32 = 0, bf16 = 1 };
 
+// Index of pixel (n, i, j) of an image [N, h, w, c] stored with a border of pad pixels on every side.
+inline int64_t padded_index(int64_t n, int64_t i, int64_t j, int64_t h, int64_t w, int64_t c, int64_t pad) {
+  return ((n * (h + 2 * pad) + i + pad) * (w + 2 * pad) + j + pad) * c;
+}
+
+constexpr int64_t kBorderedSlackPixels = 72;  // >= conv_row_amx's reach past a row: 32 pixels at stride 2, + taps
+
 struct ConvProblem {
   const void* x; DType x_dtype; int64_t n, h, w, cin;
   const void* weight; bool weight_bf16_pairs; const float* bias;
@@ -34,6 +47,7 @@ struct ConvProblem {
   void* y; DType y_dtype; int64_t cout;
   int ksize, stride; bool relu;
   const float* winograd_weight = nullptr;  // [16][Cout/16][Cin][16] fp32 (G g G^T), used where conv_uses_winograd
+  int64_t x_pad = 0, y_pad = 0;             // zero borders x is stored with / y is written inside of (see above)
 };
 
 int64_t conv_out_size(int64_t in, int ksize, int stride);
@@ -60,9 +74,10 @@ void lraspp_gate_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t 
                       const void* w_feat, bool w_feat_bf16_pairs, const float* b_feat,
                       const float* w_gate, const float* b_gate, void* y, int64_t cout);
 
-// y [N, Ho, Wo, C] = bilinear(x [N, h, w, C]; align_corners=False) (+ skip [N, Ho, Wo, C] when not null).
+// y [N, Ho, Wo, C] = bilinear(x [N, h, w, C]; align_corners=False) (+ skip [N, Ho, Wo, C] when not null);
+// y written inside a border of y_pad pixels.
 void bilinear_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t w, int64_t c,
-                   int64_t out_h, int64_t out_w, const void* skip, void* y);
+                   int64_t out_h, int64_t out_w, const void* skip, void* y, int64_t y_pad = 0);
 
 // bilinear_nhwc's loops (bilinear_rows.h): taps per output row / column, and the loop kinds it runs.
 struct BilinearTaps {
@@ -72,7 +87,7 @@ struct BilinearTaps {
 struct BilinearProblem {
   const void* x; DType dtype; int64_t n, h, w, c, out_h, out_w;
   const BilinearTaps* rows; const BilinearTaps* columns;  // [out_h], [out_w]
-  const void* skip; void* y;
+  const void* skip; void* y; int64_t y_pad;
   float* xrows;  // [N, h, out_w, C] fp32: the x pass's output, the y pass's input
 };
 enum class BilinearLoop { fused, x_pass, y_pass };
@@ -85,7 +100,13 @@ struct ConvRow {
   const void* weight; const float* bias; const float* scale;
   void* y; DType y_dtype; int64_t ho, wo, cout;
   int ksize, stride; bool relu;
+  int64_t y_pad;          // y is written inside a border of y_pad pixels
 };
+
+// Where output pixel (n, oh, ow)'s channels start in y.
+inline int64_t y_index(const ConvRow& a, int64_t n, int64_t oh, int64_t ow) {
+  return padded_index(n, oh, ow, a.ho, a.wo, a.cout, a.y_pad);
+}
 void conv_row_scalar(const ConvRow& a, int64_t n, int64_t oh, int64_t cb0, int64_t ncb);
 void conv_row_avx2(const ConvRow& a, int64_t n, int64_t oh, int64_t cb0, int64_t ncb);
 void conv_row_avx512(const ConvRow& a, int64_t n, int64_t oh, int64_t cb0, int64_t ncb);

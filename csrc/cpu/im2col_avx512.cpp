@@ -30,7 +30,7 @@ void im2col_bf16_avx512(const ConvProblem& p, int64_t ho, int64_t wo, uint16_t* 
         if (ih < 0 || ih >= p.h) continue;
         // Lane ky * span + j holds x[n, ih, iw0 + j / cin, j % cin]: the load starts ky * span values early.
         const auto start = reinterpret_cast<uintptr_t>(x) +
-                           (((n * p.h + ih) * p.w + iw0) * cin - ky * span) * static_cast<int64_t>(sizeof(uint16_t));
+                           (padded_index(n, ih, iw0, p.h, p.w, cin, p.x_pad) - ky * span) * static_cast<int64_t>(sizeof(uint16_t));
         patch = _mm512_mask_loadu_epi16(patch, inside << (ky * span), reinterpret_cast<const void*>(start));
       }
       _mm512_storeu_si512(cols + (row * wo + ow) * 32, patch);

@@ -41,7 +41,7 @@ inline void store_from_f32(void* p, DType t, int64_t i, float v) {
 
 // acc: 16 accumulators of output channels [co0, co0 + 16) at output pixel (n, oh, ow).
 inline void store_block_scalar(const ConvRow& a, int64_t n, int64_t oh, int64_t ow, int64_t co0, const float* acc) {
-  const int64_t base = ((n * a.ho + oh) * a.wo + ow) * a.cout;
+  const int64_t base = y_index(a, n, oh, ow);
   for (int64_t j = 0; j < 16 && co0 + j < a.cout; ++j) {
     float v = acc[j] + a.bias[co0 + j];
     if (a.relu && v < 0.f) v = 0.f;

@@ -1,0 +1,112 @@
+"""NativePlan: the native backend's whole-model CPU runner, against the op-by-op run (bit-identical: the same
+kernels on the same values) and against the multi-branch training model."""
+
+import threading
+
+import pytest
+import torch
+
+import alnet_fast
+from alnet_fast import ALNetConfig, native, reparameterize
+from alnet_fast.backends.native_ops import NativeOps
+from alnet_fast.backends.native_plan import NativePlan, border_widths, record_ops
+from alnet_fast.testing import random_alnet
+
+pytestmark = pytest.mark.skipif(native.cpu_module() is None, reason=f"{native.cpu_unavailable_reason()}")
+
+
+def folded(config: ALNetConfig | None = None, seed: int = 0, dtype: torch.dtype = torch.float32):
+    return reparameterize(random_alnet(config, seed)).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("config, shape", [(ALNetConfig(), (1, 3, 64, 64)),
+                                           (ALNetConfig(in_channels=1, num_classes=3), (2, 1, 96, 160))], ids=str)
+def test_plan_is_bit_identical_to_the_op_by_op_run(isa, dtype, config, shape):
+    model = folded(config, seed=shape[-1], dtype=dtype)
+    ops = NativeOps()
+    plan = NativePlan(ops, model, shape, dtype)
+    for _ in range(2):  # a second input: borders the first run left must still be zero
+        x = torch.randn(shape).to(dtype)
+        out = plan(x)
+        assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(out, model(x, ops))
+
+
+def test_plan_matches_the_multibranch_model():
+    model = random_alnet(ALNetConfig(in_channels=1), seed=5)
+    x = torch.randn(2, 1, 96, 128)
+    with torch.no_grad():
+        ref = model(x)
+        out = NativePlan(NativeOps(), reparameterize(model), tuple(x.shape), torch.float32)(x)
+    # The foundation's parity bound: fp32, only folding and accumulation order differ.
+    assert (out - ref).abs().max().item() <= 1e-5 * ref.abs().max().item() + 1e-6
+
+
+def test_borders_go_to_activations_only_convs_read():
+    nodes = record_ops(folded(), (1, 3, 64, 64))
+    assert len(nodes) == 22 + 1 + 6 + 3 + 1  # encoder convs, Lite R-ASPP, decoder convs, upsample_adds, resize
+    borders = border_widths(nodes)
+    readers = {value: [n.op for n in nodes if value in n.inputs] for value in borders}
+    for value, width in borders.items():
+        ops = readers[value]
+        if width:
+            assert "conv3x3_bias_relu" in ops and all(op.startswith("conv") for op in ops)
+        else:
+            assert not ops or "conv3x3_bias_relu" not in ops or any(not op.startswith("conv") for op in ops)
+    assert borders[0] == 1 and borders[nodes[-1].output] == 0
+
+
+def test_segmenter_runs_a_plan_after_its_first_call():
+    model = random_alnet(ALNetConfig(in_channels=1), seed=6)
+    seg = alnet_fast.load(model, backend="native", device="cpu", dtype=torch.bfloat16)
+    x = torch.rand(2, 1, 64, 96)
+    first = seg.logits(x)  # op by op, every argument checked; builds the plan
+    assert len(seg.ops._plans) == 1
+    assert torch.equal(seg.logits(x), first)
+    assert torch.equal(seg.logits(x[:1]), first[:1]) and len(seg.ops._plans) == 2
+
+
+def test_plan_follows_in_place_weight_updates():
+    model = folded(seed=7)
+    ops = NativeOps()
+    x = torch.randn(1, 3, 64, 64)
+    ops.run(model, x)
+    ops.run(model, x)
+    with torch.no_grad():
+        model.decoder["fuse"].weight.mul_(-1)
+    assert torch.equal(ops.run(model, x), model(x, NativeOps()))
+
+
+def test_plan_calls_from_threads_do_not_mix():
+    model = folded(seed=8)
+    ops = NativeOps()
+    inputs = [torch.randn(1, 3, 64, 64) for _ in range(4)]
+    expected = [model(x, ops) for x in inputs]
+    ops.run(model, inputs[0])  # builds the plan
+    results = {}
+
+    def work(i: int) -> None:
+        for _ in range(3):
+            results[i] = ops.run(model, inputs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(torch.equal(results[i], expected[i]) for i in range(4))
+
+
+def test_plan_rejects_another_shape():
+    plan = NativePlan(NativeOps(), folded(), (1, 3, 64, 64), torch.float32)
+    with pytest.raises(ValueError, match="shape"):
+        plan(torch.randn(1, 3, 64, 96))
+
+
+def test_invalid_input_still_gets_the_op_tables_typed_error():
+    ops, model = NativeOps(), folded()
+    with pytest.raises(ValueError, match="input channels"):
+        ops.run(model, torch.randn(1, 2, 64, 64))
+    with pytest.raises(TypeError, match="dtype"):
+        ops.run(model, torch.randn(1, 3, 64, 64).bfloat16())
