@@ -12,6 +12,7 @@ OpenMP pools spin-wait after a run, which would otherwise steal the 2 cores from
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -39,18 +40,21 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{entry.name} {entry.precision}: not timed ({type(exc).__name__}: {exc})")
                 continue
             runners[f"{entry.name} {entry.precision}"] = run
-        best = {name: float("inf") for name in runners}
+        times = {name: [] for name in runners}
         for _ in range(args.rounds):
             for name, run in runners.items():
                 time.sleep(PAUSE_S)
                 start = time.perf_counter()
                 run(x)
-                best[name] = min(best[name], time.perf_counter() - start)
-    base = best.get("onnxruntime fp32")
-    print(f"{args.size} batch {args.batch}, min of {args.rounds} interleaved rounds")
+                times[name].append(time.perf_counter() - start)
+    best = {name: min(t) for name, t in times.items()}
+    middle = {name: statistics.median(t) for name, t in times.items()}
+    base, base_middle = best.get("onnxruntime fp32"), middle.get("onnxruntime fp32")
+    print(f"{args.size} batch {args.batch}, {args.rounds} interleaved rounds: min and median, each as a ratio to "
+          f"onnxruntime fp32's")
     for name, seconds in sorted(best.items(), key=lambda kv: kv[1]):
-        ratio = f"{seconds / base:.2f}" if base else "-"
-        print(f"  {name:28s} {seconds * 1e3:8.1f} ms   ratio to onnxruntime fp32 {ratio}")
+        ratios = f"{seconds / base:.2f} {middle[name] / base_middle:.2f}" if base else "- -"
+        print(f"  {name:28s} min {seconds * 1e3:7.1f} ms  median {middle[name] * 1e3:7.1f} ms   ratios {ratios}")
 
 
 if __name__ == "__main__":

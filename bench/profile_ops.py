@@ -1,8 +1,9 @@
 """Where the time goes: alnet_fast's ops one by one, next to OpenVINO's per-node counters, interleaved.
 
-Each round runs alnet_fast's folded model once through a timing wrapper around its op table, then the
-OpenVINO model once with PERF_COUNT; every op's and node's minimum over the rounds is printed in
-execution order. OpenVINO's counters add their own overhead (their sum exceeds its wall time), so
+Each round runs alnet_fast's folded model once op by op through a timing wrapper around its op table,
+once as users run it (``ops.run``: on CPU the native backend's NativePlan, which skips the per-op dispatch
+and padding copies the op-by-op rows include), then the OpenVINO model once with PERF_COUNT; every op's
+and node's minimum over the rounds is printed in execution order. OpenVINO's counters add their own overhead (their sum exceeds its wall time), so
 compare its rows with ours as rough per-layer figures; the two totals are wall times.
 
     python bench/profile_ops.py [--backend native] [--precision bf16] [--size 512x512] [--rounds 15]
@@ -69,9 +70,10 @@ def main(argv: list[str] | None = None) -> None:
                                  ).create_infer_request()
     feed = {INPUT_NAME: np.ascontiguousarray(x.numpy())}
     ours = theirs = None
-    totals = {"alnet_fast": float("inf"), "openvino": float("inf")}
+    totals = {"alnet_fast": float("inf"), "alnet_fast run": float("inf"), "openvino": float("inf")}
     with torch.inference_mode():
-        seg.model(model_input, seg.ops)
+        seg.ops.run(seg.model, model_input)
+        seg.ops.run(seg.model, model_input)
         request.infer(feed)
         for _ in range(args.rounds):
             timed = TimedOps(seg.ops)
@@ -80,13 +82,17 @@ def main(argv: list[str] | None = None) -> None:
             totals["alnet_fast"] = min(totals["alnet_fast"], time.perf_counter() - start)
             ours = elementwise_min(ours, timed.calls)
             start = time.perf_counter()
+            seg.ops.run(seg.model, model_input)
+            totals["alnet_fast run"] = min(totals["alnet_fast run"], time.perf_counter() - start)
+            start = time.perf_counter()
             request.infer(feed)
             totals["openvino"] = min(totals["openvino"], time.perf_counter() - start)
             nodes = [(f"{p.node_name} [{p.exec_type}]", p.real_time.total_seconds())
                      for p in request.profiling_info if p.real_time.total_seconds() > 0]
             theirs = elementwise_min(theirs, nodes)
     print(f"{args.size} batch 1 {args.precision}, min of {args.rounds} interleaved rounds: alnet_fast {args.backend} "
-          f"{totals['alnet_fast'] * 1e3:.1f} ms (ops sum {sum(s for _, s in ours) * 1e3:.1f}), openvino "
+          f"op by op {totals['alnet_fast'] * 1e3:.1f} ms (ops sum {sum(s for _, s in ours) * 1e3:.1f}), as run "
+          f"{totals['alnet_fast run'] * 1e3:.1f} ms, openvino "
           f"{totals['openvino'] * 1e3:.1f} ms (nodes sum {sum(s for _, s in theirs) * 1e3:.1f})")
     for who, rows in (("alnet_fast", ours), ("openvino", theirs)):
         print(who)
