@@ -67,15 +67,21 @@ def test_segmenter_runs_a_plan_after_its_first_call():
     assert torch.equal(seg.logits(x[:1]), first[:1]) and len(seg.ops._plans) == 2
 
 
-def test_plan_follows_in_place_weight_updates():
+@pytest.mark.parametrize("update", ["in place", "data"])
+def test_plan_follows_weight_updates(update):
     model = folded(seed=7)
     ops = NativeOps()
     x = torch.randn(1, 3, 64, 64)
-    ops.run(model, x)
-    ops.run(model, x)
+    before = ops.run(model, x)
+    assert torch.equal(ops.run(model, x), before)  # the plan
+    weight = model.decoder["fuse"].weight
     with torch.no_grad():
-        model.decoder["fuse"].weight.mul_(-1)
-    assert torch.equal(ops.run(model, x), model(x, NativeOps()))
+        if update == "in place":
+            weight.mul_(-1)
+        else:
+            weight.data = -weight.data
+    after = ops.run(model, x)
+    assert not torch.equal(after, before) and torch.equal(after, model(x, NativeOps()))
 
 
 def test_plan_calls_from_threads_do_not_mix():

@@ -108,7 +108,7 @@ class NativePlan:
 
     def __init__(self, ops, model: torch.nn.Module, shape: tuple[int, int, int, int], dtype: torch.dtype):
         self.shape, self.dtype = tuple(shape), dtype
-        self._params = [(p, p._version) for p in model.parameters()]
+        self._params = [(p, self._stamp(p)) for p in model.parameters()]
         nodes = record_ops(model, self.shape)
         borders = border_widths(nodes)
         shapes = {0: self.shape, **{node.output: node.shape for node in nodes}}
@@ -162,8 +162,12 @@ class NativePlan:
                                          y_ptr, y_pad)
         return ops.cpu_bilinear_call(x_ptr, self.dtype, n, h, w, c, node.params[0], 0, y_ptr, y_pad)
 
+    @staticmethod
+    def _stamp(p: torch.Tensor) -> tuple[int, int]:
+        return p._version, p.data_ptr()  # in-place updates bump the version; ``p.data = ...`` moves the pointer
+
     def is_current(self) -> bool:
-        return all(p._version == version for p, version in self._params)
+        return all(self._stamp(p) == stamp for p, stamp in self._params)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape) != self.shape:
