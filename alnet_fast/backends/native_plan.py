@@ -125,14 +125,15 @@ class NativePlan:
         self._input = self._interior(buffers[0], self.shape, borders[0])
         self._calls = []
         for i, node in enumerate(nodes):
+            y_ptr = None  # the last op writes the caller's tensor, passed per call
             if node is not nodes[-1]:
                 allocate(node.output)
-            y_ptr = buffers[node.output].data_ptr() if node is not nodes[-1] else None
+                y_ptr = buffers[node.output].data_ptr()
             self._calls.append(self._bind(ops, node, buffers, shapes, borders, y_ptr))
             for value in set(node.inputs):
                 if last_read[value] == i:
                     free[(shapes[value], borders[value])].append(buffers[value])
-        self._buffers = list({b.data_ptr(): b for b in buffers.values()}.values())  # distinct
+        self._buffers = list(buffers.values())  # kept alive here: the bound calls hold only their pointers
         self._lock = threading.Lock()
 
     def _zeroed_buffer(self, shape: tuple[int, int, int, int], border: int) -> torch.Tensor:

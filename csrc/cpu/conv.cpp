@@ -209,7 +209,9 @@ void conv2d_nhwc(const ConvProblem& p) {
                       (!amx || p.x_pad > 0 || wo % kAmxTilePixels == 0);
   const int64_t border = direct ? p.x_pad : pad;  // of the buffer the kernel reads
   const int64_t hp = p.h + 2 * border, wp = p.w + 2 * border;
-  const void* xpad = direct ? static_cast<const char*>(p.x) + ((border - pad) * (wp + 1)) * cp * (pairs ? 2 : 4)
+  // the kernel reads [N, Hp, Wp, Cp] with a border of pad: in place, that array starts at pixel (-pad, -pad)
+  const void* xpad = direct ? static_cast<const char*>(p.x) + padded_index(0, -pad, -pad, p.h, p.w, cp, border) *
+                                                                 (pairs ? sizeof(uint16_t) : sizeof(float))
                             : p.x;
   if (!direct) {
     const size_t elems = static_cast<size_t>(p.n * hp * wp * cp);

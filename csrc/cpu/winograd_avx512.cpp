@@ -38,8 +38,7 @@ struct Block {
 // V[e][t] <- B^T d B for tiles [t0, t0 + count) of image n, 16 channels at a time; zero for t >= count.
 void input_transform(const Block& b, int64_t n, int64_t t0, int64_t count) {
   const ConvProblem& p = b.p;
-  const float* x = static_cast<const float*>(p.x) + padded_index(n, 0, 0, p.h, p.w, p.cin, p.x_pad);
-  const int64_t x_row = p.w + 2 * p.x_pad;
+  const float* x = static_cast<const float*>(p.x);
   const int64_t plane = kBlockTiles * p.cin;
   for (int64_t t = 0; t < kBlockTiles; ++t) {
     float* vt = b.v + t * p.cin;
@@ -52,7 +51,8 @@ void input_transform(const Block& b, int64_t n, int64_t t0, int64_t count) {
     for (int i = 0; i < 4; ++i)
       for (int j = 0; j < 4; ++j) {
         const int64_t ih = ih0 + i, iw = iw0 + j;
-        px[i][j] = ih >= 0 && ih < p.h && iw >= 0 && iw < p.w ? x + (ih * x_row + iw) * p.cin : nullptr;
+        px[i][j] = ih >= 0 && ih < p.h && iw >= 0 && iw < p.w ? x + padded_index(n, ih, iw, p.h, p.w, p.cin, p.x_pad)
+                                                                : nullptr;
       }
     for (int64_t c = 0; c < p.cin; c += 16) {
       __m512 d[4][4], r[4][4];
@@ -106,8 +106,7 @@ void batched_gemm(const Block& b, int64_t rows) {
 // y <- act(A^T M A + bias) for tiles [t0, t0 + count) of image n; outputs past H or W are not stored.
 void output_transform(const Block& b, int64_t n, int64_t t0, int64_t count) {
   const ConvProblem& p = b.p;
-  float* y = static_cast<float*>(p.y) + padded_index(n, 0, 0, p.h, p.w, p.cout, p.y_pad);
-  const int64_t y_row = p.w + 2 * p.y_pad;
+  float* y = static_cast<float*>(p.y);
   const int64_t plane = kBlockTiles * p.cout;
   for (int64_t t = 0; t < count; ++t) {
     const int64_t oh = (t0 + t) / b.tiles_w * 2, ow = (t0 + t) % b.tiles_w * 2;
@@ -129,7 +128,7 @@ void output_transform(const Block& b, int64_t n, int64_t t0, int64_t count) {
           o0 = _mm512_max_ps(o0, _mm512_setzero_ps());
           o1 = _mm512_max_ps(o1, _mm512_setzero_ps());
         }
-        float* out = y + ((oh + i) * y_row + ow) * p.cout + co;
+        float* out = y + padded_index(n, oh + i, ow, p.h, p.w, p.cout, p.y_pad) + co;
         _mm512_storeu_ps(out, o0);
         if (col1) _mm512_storeu_ps(out + p.cout, o1);
       }
