@@ -84,6 +84,18 @@ def test_plan_follows_weight_updates(update):
     assert not torch.equal(after, before) and torch.equal(after, model(x, NativeOps()))
 
 
+def test_inference_tensor_weights_run_op_by_op():
+    """Inference tensors have no version counter, so a plan could not notice them change: none is built."""
+    with torch.inference_mode():
+        model = folded(seed=9)
+        ops = NativeOps()
+        x = torch.randn(1, 3, 64, 64)
+        first = ops.run(model, x)
+        assert torch.equal(ops.run(model, x), first) and not ops._plans
+        model.decoder["fuse"].weight.mul_(-1)
+        assert not torch.equal(ops.run(model, x), first) and not ops._plans
+
+
 def test_plan_calls_from_threads_do_not_mix():
     model = folded(seed=8)
     ops = NativeOps()

@@ -174,8 +174,7 @@ class NativeOps(OpTable):
         runs op by op (every argument checked) and builds the plan, later ones run the plan (bit-identical).
         Models with inference-tensor weights (no version counter to notice in-place changes) run op by op."""
         if (not isinstance(x, torch.Tensor) or x.device.type != "cpu" or x.dtype not in CPU_DTYPES
-                or native.cpu_module() is None or not isinstance(model, FoldedALNet)
-                or any(p.is_inference() for p in model.parameters())):
+                or native.cpu_module() is None or not isinstance(model, FoldedALNet)):
             return super().run(model, x)
         # the ISA is part of the key: the kernel, and with it the packed layout, changes with set_active_isa
         key = (id(model), tuple(x.shape), x.dtype, native.cpu_module().conv_kernel(_DTYPE_NAMES[x.dtype]))
@@ -188,6 +187,8 @@ class NativeOps(OpTable):
         if plan is not None:
             return plan(x)
         y = super().run(model, x)
+        if any(p.is_inference() for p in model.parameters()):  # checked here only: replacing one moves its pointer
+            return y
         plan = NativePlan(self, model, tuple(x.shape), x.dtype)
         with self._plans_lock:
             self._plans[key] = (weakref.ref(model), plan)

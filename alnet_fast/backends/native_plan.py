@@ -108,7 +108,8 @@ class NativePlan:
 
     def __init__(self, ops, model: torch.nn.Module, shape: tuple[int, int, int, int], dtype: torch.dtype):
         self.shape, self.dtype = tuple(shape), dtype
-        self._params = [(p, self._stamp(p)) for p in model.parameters()]
+        self._params = list(model.parameters())
+        self._stamps = self._stamped(self._params)
         nodes = record_ops(model, self.shape)
         borders = border_widths(nodes)
         shapes = {0: self.shape, **{node.output: node.shape for node in nodes}}
@@ -164,11 +165,12 @@ class NativePlan:
         return ops.cpu_bilinear_call(x_ptr, self.dtype, n, h, w, c, node.params[0], 0, y_ptr, y_pad)
 
     @staticmethod
-    def _stamp(p: torch.Tensor) -> tuple[int, int]:
-        return p._version, p.data_ptr()  # in-place updates bump the version; ``p.data = ...`` moves the pointer
+    def _stamped(params: list[torch.Tensor]) -> list[tuple[int, int]]:
+        # in-place updates bump the version; ``p.data = ...`` moves the pointer
+        return [(p._version, p.data_ptr()) for p in params]
 
     def is_current(self) -> bool:
-        return all(self._stamp(p) == stamp for p, stamp in self._params)
+        return self._stamped(self._params) == self._stamps
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape) != self.shape:

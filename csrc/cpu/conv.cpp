@@ -94,39 +94,35 @@ void pad_input(const ConvProblem& p, int pad, int64_t cp, Out* xpad) {
 template <typename Out, typename In> Out col_value(In v) { return to_f32(v); }
 template <> inline uint16_t col_value<uint16_t, uint16_t>(uint16_t v) { return v; }
 
-// cols [N, Ho, Wo, kcp] <- the k x k patches of x (zero outside), kc = k * k * cin values per patch, then
-// zeros up to kcp. With it a conv of few input channels (the stem: Cin = 1 or 3) runs as a 1x1 conv over
+// cols [Wo, kcp] <- output row (n, oh)'s k x k patches of x (zero outside), kc = k * k * cin values per patch,
+// then zeros up to kcp. With them a conv of few input channels (the stem: Cin = 1 or 3) runs as a 1x1 conv over
 // K = 9 Cin instead of 9 taps of Cin (for bf16 pairs: of Cin padded to 32 for AMX tiles). fp32 packed weights
 // [Cout/16][k][k][Cin][16] already are [Cout/16][1][1][k k Cin][16]; bf16 pairs are packed for it
 // (conv_uses_im2col). In: float or bf16 bits; Out: float, or bf16 bits for the bf16-pair kernels.
 // Inside the image each kernel row of a patch is k * cin contiguous input values.
 template <typename In, typename Out>
-void im2col(const ConvProblem& p, const In* x, int64_t ho, int64_t wo, int64_t kcp, Out* cols) {
+void im2col_row(const ConvProblem& p, const In* x, int64_t n, int64_t oh, int64_t wo, int64_t kcp, Out* cols) {
   const int64_t k = p.ksize, pad = k / 2, kc = k * k * p.cin, span = k * p.cin;
-#pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < p.n * ho; ++row) {
-    const int64_t n = row / ho, oh = row % ho;
-    for (int64_t ow = 0; ow < wo; ++ow) {
-      Out* dst = cols + (row * wo + ow) * kcp;
-      std::fill(dst + kc, dst + kcp, Out{});
-      const int64_t iw0 = ow * p.stride - pad;
-      const bool columns_inside = iw0 >= 0 && iw0 + k <= p.w;
-      for (int64_t ky = 0; ky < k; ++ky, dst += span) {
-        const int64_t ih = oh * p.stride - pad + ky;
-        if (ih < 0 || ih >= p.h) {
-          std::fill(dst, dst + span, Out{});
-          continue;
-        }
-        const int64_t src = padded_index(n, ih, iw0, p.h, p.w, p.cin, p.x_pad);  // left of the row at iw0 < 0: never read
-        if (columns_inside) {
-          for (int64_t i = 0; i < span; ++i) dst[i] = col_value<Out>(x[src + i]);
-          continue;
-        }
-        for (int64_t kx = 0; kx < k; ++kx) {
-          const bool inside = iw0 + kx >= 0 && iw0 + kx < p.w;
-          for (int64_t c = 0; c < p.cin; ++c)
-            dst[kx * p.cin + c] = inside ? col_value<Out>(x[src + kx * p.cin + c]) : Out{};
-        }
+  for (int64_t ow = 0; ow < wo; ++ow) {
+    Out* dst = cols + ow * kcp;
+    std::fill(dst + kc, dst + kcp, Out{});
+    const int64_t iw0 = ow * p.stride - pad;
+    const bool columns_inside = iw0 >= 0 && iw0 + k <= p.w;
+    for (int64_t ky = 0; ky < k; ++ky, dst += span) {
+      const int64_t ih = oh * p.stride - pad + ky;
+      if (ih < 0 || ih >= p.h) {
+        std::fill(dst, dst + span, Out{});
+        continue;
+      }
+      const int64_t src = padded_index(n, ih, iw0, p.h, p.w, p.cin, p.x_pad);  // left of the row at iw0 < 0: never read
+      if (columns_inside) {
+        for (int64_t i = 0; i < span; ++i) dst[i] = col_value<Out>(x[src + i]);
+        continue;
+      }
+      for (int64_t kx = 0; kx < k; ++kx) {
+        const bool inside = iw0 + kx >= 0 && iw0 + kx < p.w;
+        for (int64_t c = 0; c < p.cin; ++c)
+          dst[kx * p.cin + c] = inside ? col_value<Out>(x[src + kx * p.cin + c]) : Out{};
       }
     }
   }
@@ -147,6 +143,34 @@ void run_rows(const ConvRow& a, RowKernel kernel, int64_t n, int64_t blocks) {
     for (int64_t t = 0; t < n * a.ho * groups; ++t) {
       const int64_t g = t % groups, oh = (t / groups) % a.ho, b = t / (groups * a.ho);
       kernel(a, b, oh, 2 * g, std::min<int64_t>(2, blocks - 2 * g));
+    }
+    if (amx) amx_end();
+  }
+}
+
+// A conv of few input channels as a 1x1 conv over its patches (im2col_row), one output row at a time: the row's
+// patches, gathered into the thread's scratch (it stays in L1/L2), are the one-row image the row kernel reads.
+void run_im2col_rows(const ConvProblem& p, RowKernel kernel, bool pairs, int64_t ho, int64_t wo, int64_t kcp,
+                     int64_t blocks) {
+  const bool amx = kernel == conv_row_amx;
+  const size_t y_bytes = p.y_dtype == DType::f32 ? sizeof(float) : sizeof(uint16_t);
+#pragma omp parallel
+  {
+    if (amx) amx_begin();
+    void* cols = pairs ? static_cast<void*>(staging<uint16_t>(wo * kcp, (amx ? kAmxSlackPixels : 0) * kcp))
+                       : static_cast<void*>(staging<float>(wo * kcp, 0));
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < p.n * ho; ++row) {
+      const int64_t n = row / ho, oh = row % ho;
+      if (!pairs && p.x_dtype == DType::f32) im2col_row(p, static_cast<const float*>(p.x), n, oh, wo, kcp, static_cast<float*>(cols));
+      else if (!pairs) im2col_row(p, static_cast<const uint16_t*>(p.x), n, oh, wo, kcp, static_cast<float*>(cols));
+      else if (kcp == 32) im2col_row_bf16_avx512(p, n, oh, wo, static_cast<uint16_t*>(cols));  // pairs imply AVX-512
+      else im2col_row(p, static_cast<const uint16_t*>(p.x), n, oh, wo, kcp, static_cast<uint16_t*>(cols));
+      // output row (n, oh) as the only row of a one-image output: y and scale start at its first pixel
+      const int64_t y_row = padded_index(n, oh, 0, ho, wo, p.cout, p.y_pad) - padded_index(0, 0, 0, 1, wo, p.cout, p.y_pad);
+      const ConvRow a{cols, 1, wo, kcp, p.weight, p.bias, p.scale ? p.scale + n * p.cout : nullptr,
+                      static_cast<char*>(p.y) + y_row * y_bytes, p.y_dtype, 1, wo, p.cout, 1, 1, p.relu, p.y_pad};
+      for (int64_t cb = 0; cb < blocks; cb += 2) kernel(a, 0, 0, cb, std::min<int64_t>(2, blocks - cb));
     }
     if (amx) amx_end();
   }
@@ -184,20 +208,7 @@ void conv2d_nhwc(const ConvProblem& p) {
   const bool amx = kernel == conv_row_amx;
   const size_t slack_pixels = amx ? kAmxSlackPixels : 0;  // AMX tiles read past rows
   if (conv_uses_im2col(p.cin, p.ksize)) {
-    const int64_t kcp = channels_read(p.ksize * p.ksize * p.cin, pairs, multiple);
-    const size_t elems = static_cast<size_t>(p.n * ho * wo * kcp);
-    void* cols;
-    if (pairs) {
-      cols = staging<uint16_t>(elems, slack_pixels * kcp);
-      if (kcp == 32) im2col_bf16_avx512(p, ho, wo, static_cast<uint16_t*>(cols));  // bf16 pairs imply AVX-512
-      else im2col(p, static_cast<const uint16_t*>(p.x), ho, wo, kcp, static_cast<uint16_t*>(cols));
-    } else {
-      cols = staging<float>(elems, 0);
-      if (p.x_dtype == DType::f32) im2col(p, static_cast<const float*>(p.x), ho, wo, kcp, static_cast<float*>(cols));
-      else im2col(p, static_cast<const uint16_t*>(p.x), ho, wo, kcp, static_cast<float*>(cols));
-    }
-    const ConvRow a{cols, ho, wo, kcp, p.weight, p.bias, p.scale, p.y, p.y_dtype, ho, wo, p.cout, 1, 1, p.relu, p.y_pad};
-    run_rows(a, kernel, p.n, blocks);
+    run_im2col_rows(p, kernel, pairs, ho, wo, channels_read(p.ksize * p.ksize * p.cin, pairs, multiple), blocks);
     return;
   }
   const int pad = p.ksize / 2;

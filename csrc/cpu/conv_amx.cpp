@@ -68,12 +68,13 @@ void tile(const ConvRow& a, int64_t n, int64_t oh, int64_t ow0, int64_t cb0) {
   if constexpr (NB == 2) _tile_stored(1, acc[1], 64);
   if constexpr (MA == 2) _tile_stored(2, acc[2], 64);
   if constexpr (MA == 2 && NB == 2) _tile_stored(3, acc[3], 64);
-  for (int m = 0; m < MA; ++m)
-    for (int b = 0; b < NB; ++b) {
+  for (int b = 0; b < NB; ++b) {
+    const BlockStore store(a, n, oh, cb0 + b);
+    for (int m = 0; m < MA; ++m) {
       const int64_t valid = std::min<int64_t>(kRows, a.wo - ow0 - m * kRows);
-      for (int64_t r = 0; r < valid; ++r)
-        store_row(a, n, oh, ow0 + m * kRows + r, cb0 + b, _mm512_load_ps(acc[2 * m + b] + r * 16));
+      for (int64_t r = 0; r < valid; ++r) store(ow0 + m * kRows + r, _mm512_load_ps(acc[2 * m + b] + r * 16));
     }
+  }
 }
 
 template <int NB>

@@ -1,7 +1,6 @@
 // The AVX-512 output tile shared by the fp32 and bf16-pair kernels: RW pixels x NB 16-channel blocks of
 // zmm accumulators (RW = 12, NB = 2: 24 accumulators), its dot-product loop (also the Winograd GEMM's), the
-// row walk, and the epilogue, also used by the AMX kernel (bias, ReLU, scale, masked store of the Cout tail,
-// fp32 or bf16 output rounded to nearest even).
+// row walk, and the epilogue (BlockStore), also used by the AMX kernel.
 //
 // Include only after `#pragma GCC target("avx512f,avx512bw,avx512vl,...")`: everything here has
 // internal linkage, so each includer gets its own copy compiled for its own target.
@@ -23,22 +22,40 @@ inline __m256i round_to_bf16(__m512 v) {
   return _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
 }
 
-// One output pixel's 16 channels [16 cb, 16 cb + 16) from fp32 accumulators: bias, ReLU, scale, store.
-inline void store_row(const ConvRow& a, int64_t n, int64_t oh, int64_t ow, int64_t cb, __m512 acc) {
-  const int64_t co0 = cb * 16;
-  const __mmask16 mask = co0 + 16 <= a.cout ? 0xffff : static_cast<__mmask16>((1u << (a.cout - co0)) - 1);
-  __m512 v = _mm512_add_ps(acc, _mm512_loadu_ps(a.bias + co0));
-  if (a.relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
-  if (a.scale) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mask, a.scale + n * a.cout + co0));
-  const int64_t off = y_index(a, n, oh, ow) + co0;
-  if (a.y_dtype == DType::f32) _mm512_mask_storeu_ps(static_cast<float*>(a.y) + off, mask, v);
-  else _mm256_mask_storeu_epi16(static_cast<uint16_t*>(a.y) + off, mask, round_to_bf16(v));
-}
+// The epilogue of output row (n, oh)'s 16-channel block cb: bias, ReLU, scale, then a store masked to the Cout
+// tail, fp32 or bf16 rounded to nearest even. What is the same along the row is set up once per tile.
+class BlockStore {
+ public:
+  BlockStore(const ConvRow& a, int64_t n, int64_t oh, int64_t cb)
+      : mask_(cb * 16 + 16 <= a.cout ? 0xffff : static_cast<__mmask16>((1u << (a.cout - cb * 16)) - 1)),
+        bias_(_mm512_maskz_loadu_ps(mask_, a.bias + cb * 16)),
+        scale_(a.scale ? _mm512_maskz_loadu_ps(mask_, a.scale + n * a.cout + cb * 16) : _mm512_setzero_ps()),
+        relu_(a.relu), scaled_(a.scale != nullptr), bf16_(a.y_dtype == DType::bf16),
+        row_(y_index(a, n, oh, 0) + cb * 16), pixel_(a.cout), y_(a.y) {}
+
+  void operator()(int64_t ow, __m512 acc) const {
+    __m512 v = _mm512_add_ps(acc, bias_);
+    if (relu_) v = _mm512_max_ps(v, _mm512_setzero_ps());
+    if (scaled_) v = _mm512_mul_ps(v, scale_);
+    const int64_t off = row_ + ow * pixel_;
+    if (bf16_) _mm256_mask_storeu_epi16(static_cast<uint16_t*>(y_) + off, mask_, round_to_bf16(v));
+    else _mm512_mask_storeu_ps(static_cast<float*>(y_) + off, mask_, v);
+  }
+
+ private:
+  __mmask16 mask_;
+  __m512 bias_, scale_;
+  bool relu_, scaled_, bf16_;
+  int64_t row_, pixel_;
+  void* y_;
+};
 
 template <int RW, int NB>
 inline void store_tile(const ConvRow& a, int64_t n, int64_t oh, int64_t ow0, int64_t cb0, __m512 (&acc)[RW][NB]) {
-  for (int b = 0; b < NB; ++b)
-    for (int r = 0; r < RW; ++r) store_row(a, n, oh, ow0 + r, cb0 + b, acc[r][b]);
+  for (int b = 0; b < NB; ++b) {
+    const BlockStore store(a, n, oh, cb0 + b);
+    for (int r = 0; r < RW; ++r) store(ow0 + r, acc[r][b]);
+  }
 }
 
 // acc[r][b] += x[r * xs + c ...] . w[b * block + c * 16 ...] for c in [0, count), step Dot::kStep: per step,

@@ -60,8 +60,8 @@ void conv2d_nhwc(const ConvProblem& p);
 
 // conv2d_nhwc runs convs of this shape as a 1x1 conv over their k x k patches (im2col): few input channels.
 bool conv_uses_im2col(int64_t cin, int ksize);
-// cols [N, Ho, Wo, 32] <- the zero-padded k x k patches of bf16 x, k k Cin <= 32 values each (AVX-512BW).
-void im2col_bf16_avx512(const ConvProblem& p, int64_t ho, int64_t wo, uint16_t* cols);
+// cols [Wo, 32] <- output row (n, oh)'s zero-padded k x k patches of bf16 x, k k Cin <= 32 values each (AVX-512BW).
+void im2col_row_bf16_avx512(const ConvProblem& p, int64_t n, int64_t oh, int64_t wo, uint16_t* cols);
 
 // conv2d_nhwc runs fp32 convs of this shape as Winograd F(2x2, 3x3) (given p.winograd_weight, and no scale):
 // 3x3, stride 1, Cin and Cout multiples of 16 and >= 32, at the AVX-512 level or above.
