@@ -153,7 +153,7 @@ void run_rows(const ConvRow& a, RowKernel kernel, int64_t n, int64_t blocks) {
 void run_im2col_rows(const ConvProblem& p, RowKernel kernel, bool pairs, int64_t ho, int64_t wo, int64_t kcp,
                      int64_t blocks) {
   const bool amx = kernel == conv_row_amx;
-  const size_t y_bytes = p.y_dtype == DType::f32 ? sizeof(float) : sizeof(uint16_t);
+  const auto y_bytes = static_cast<int64_t>(p.y_dtype == DType::f32 ? sizeof(float) : sizeof(uint16_t));
 #pragma omp parallel
   {
     if (amx) amx_begin();
@@ -162,14 +162,16 @@ void run_im2col_rows(const ConvProblem& p, RowKernel kernel, bool pairs, int64_t
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < p.n * ho; ++row) {
       const int64_t n = row / ho, oh = row % ho;
-      if (!pairs && p.x_dtype == DType::f32) im2col_row(p, static_cast<const float*>(p.x), n, oh, wo, kcp, static_cast<float*>(cols));
-      else if (!pairs) im2col_row(p, static_cast<const uint16_t*>(p.x), n, oh, wo, kcp, static_cast<float*>(cols));
+      const auto* x16 = static_cast<const uint16_t*>(p.x);
+      if (!pairs && p.x_dtype == DType::f32)
+        im2col_row(p, static_cast<const float*>(p.x), n, oh, wo, kcp, static_cast<float*>(cols));
+      else if (!pairs) im2col_row(p, x16, n, oh, wo, kcp, static_cast<float*>(cols));
       else if (kcp == 32) im2col_row_bf16_avx512(p, n, oh, wo, static_cast<uint16_t*>(cols));  // pairs imply AVX-512
-      else im2col_row(p, static_cast<const uint16_t*>(p.x), n, oh, wo, kcp, static_cast<uint16_t*>(cols));
-      // output row (n, oh) as the only row of a one-image output: y and scale start at its first pixel
-      const int64_t y_row = padded_index(n, oh, 0, ho, wo, p.cout, p.y_pad) - padded_index(0, 0, 0, 1, wo, p.cout, p.y_pad);
-      const ConvRow a{cols, 1, wo, kcp, p.weight, p.bias, p.scale ? p.scale + n * p.cout : nullptr,
-                      static_cast<char*>(p.y) + y_row * y_bytes, p.y_dtype, 1, wo, p.cout, 1, 1, p.relu, p.y_pad};
+      else im2col_row(p, x16, n, oh, wo, kcp, static_cast<uint16_t*>(cols));
+      // output row (n, oh) as a one-row image without a border: y and scale start at its first pixel
+      char* y_row = static_cast<char*>(p.y) + padded_index(n, oh, 0, ho, wo, p.cout, p.y_pad) * y_bytes;
+      const ConvRow a{cols, 1, wo, kcp, p.weight, p.bias, p.scale ? p.scale + n * p.cout : nullptr, y_row, p.y_dtype,
+                      1, wo, p.cout, 1, 1, p.relu, 0};
       for (int64_t cb = 0; cb < blocks; cb += 2) kernel(a, 0, 0, cb, std::min<int64_t>(2, blocks - cb));
     }
     if (amx) amx_end();

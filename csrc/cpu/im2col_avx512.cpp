@@ -1,7 +1,7 @@
 // AVX-512 im2col of one output row for the bf16 stem: each output pixel's k x k patch of bf16 values
-// (k k Cin <= 32) becomes one 64-byte row of cols, built from k masked loads (one per kernel row) and written with one store.
-// Mask bits select the patch columns inside the image; masked-off lanes are neither read nor faulted on,
-// so the loads need no bounds handling beyond the mask.
+// (k k Cin <= 32) becomes one 64-byte row of cols, built from k masked loads (one per kernel row) and
+// written with one store. Mask bits select the patch columns inside the image; masked-off lanes are
+// neither read nor faulted on, so the loads need no bounds handling beyond the mask.
 #include <immintrin.h>
 
 #include <algorithm>
