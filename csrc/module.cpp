@@ -80,7 +80,7 @@ PYBIND11_MODULE(_native, m) {
       "y [N, Ho, Wo, Cout] = act(conv(x [N, H, W, Cin], packed weight, padding k // 2) + bias) * scale [N, Cout]; "
       "fp32 convs where conv_uses_winograd run Winograd F(2x2, 3x3) on winograd_weight when its pointer is not 0. "
       "x is stored inside a zero border of x_pad pixels (followed by bordered_slack_pixels() readable pixels when "
-      "x_pad > 0), y is written inside a border of y_pad pixels, which is left as it is.");
+      "x_pad > 0), y is written inside a border of y_pad pixels, which it zeroes.");
   m.def("bordered_slack_pixels", [] { return kBorderedSlackPixels; },
         "Pixels of readable memory a conv's bordered x (x_pad > 0) must have after its last pixel.");
   m.def("conv_uses_im2col", &conv_uses_im2col, py::arg("cin"), py::arg("ksize"),
@@ -112,5 +112,5 @@ PYBIND11_MODULE(_native, m) {
       py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"), py::arg("out_h"),
       py::arg("out_w"), py::arg("skip"), py::arg("y"), py::arg("y_pad") = 0, py::call_guard<py::gil_scoped_release>(),
       "y [N, Ho, Wo, C] = bilinear(x [N, h, w, C], align_corners=False) (+ skip when its pointer is not 0), "
-      "written inside a border of y_pad pixels.");
+      "written inside a border of y_pad pixels, which it zeroes.");
 }

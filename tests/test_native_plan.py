@@ -9,7 +9,7 @@ import torch
 import alnet_fast
 from alnet_fast import ALNetConfig, native, reparameterize
 from alnet_fast.backends.native_ops import NativeOps
-from alnet_fast.backends.native_plan import NativePlan, border_widths, record_ops
+from alnet_fast.backends.native_plan import NativePlan, border_widths, buffer_elements, record_ops, share_buffers
 from alnet_fast.testing import random_alnet
 
 pytestmark = pytest.mark.skipif(native.cpu_module() is None, reason=f"{native.cpu_unavailable_reason()}")
@@ -55,6 +55,26 @@ def test_borders_go_to_activations_only_convs_read():
         else:
             assert not ops or "conv3x3_bias_relu" not in ops or any(not op.startswith("conv") for op in ops)
     assert borders[0] == 1 and borders[nodes[-1].output] == 0
+
+
+def test_activations_share_buffers_only_when_they_live_apart():
+    nodes = record_ops(folded(), (1, 3, 64, 64))
+    borders = border_widths(nodes)
+    shapes = {0: (1, 3, 64, 64), **{node.output: node.shape for node in nodes}}
+    values = [node.output for node in nodes[:-1]]
+    elements = {v: buffer_elements(shapes[v], borders[v]) for v in values}
+    assignment, sizes = share_buffers(nodes, elements)
+    written = {node.output: i for i, node in enumerate(nodes)}
+    last_read = {v: max(i for i, node in enumerate(nodes) if v in node.inputs) for v in values}
+    for a in values:
+        assert sizes[assignment[a]] >= elements[a]
+        for b in values:
+            if a < b and assignment[a] == assignment[b]:  # one is read for the last time before the other is written
+                assert last_read[a] < written[b] or last_read[b] < written[a], (a, b)
+    layouts = {}
+    for v in values:
+        layouts.setdefault(assignment[v], set()).add((shapes[v], borders[v]))
+    assert len(sizes) < len(values) and any(len(kinds) > 1 for kinds in layouts.values())
 
 
 def test_segmenter_runs_a_plan_after_its_first_call():

@@ -1,18 +1,20 @@
 // Bilinear resize (align_corners=False, PyTorch's source-index rule) of NHWC tensors, optionally plus a skip:
-// the taps once per call, then rows in parallel on the AVX-512 or the baseline build of the loops. Many
-// channels: one fused loop over output rows, vectorised over channels. Few channels (the logits): an x pass
-// over the source rows into fp32, then a y pass over the output rows, vectorised along the row.
+// the taps once per call, then one band of output rows per thread on the AVX-512 or the baseline build of the
+// loop (bilinear_rows.h), each band interpolating its source rows along x once into a two-row ring.
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "bilinear_rows.h"
 #include "cpu_kernels.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace alnet {
 
 namespace {
-
-constexpr int64_t kFusedMinChannels = 16;  // one AVX-512 vector of fp32 channels
 
 // PyTorch: src = (dst + 0.5) * in / out - 0.5, clamped at 0; i1 = min(i0 + 1, in - 1).
 std::vector<Taps> taps(int64_t in, int64_t out) {
@@ -27,13 +29,21 @@ std::vector<Taps> taps(int64_t in, int64_t out) {
   return result;
 }
 
-void parallel_rows(BilinearLoop loop, const BilinearProblem& p, int64_t rows) {
-  const bool avx512 = active_isa() >= Isa::avx512;
-#pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < rows; ++row) {
-    if (avx512) bilinear_loop_avx512(loop, p, row, row + 1);
-    else bilinear_loop(loop, p, row, row + 1);
-  }
+// [row0, row1): the calling thread's even share of [0, total) inside a parallel region.
+std::pair<int64_t, int64_t> thread_share(int64_t total) {
+#ifdef _OPENMP
+  const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+  return {total * t / threads, total * (t + 1) / threads};
+#else
+  return {0, total};
+#endif
+}
+
+// The calling thread's ring of two interpolated rows, reused across calls (grows, never shrinks).
+float* ring_scratch(size_t floats) {
+  thread_local std::vector<float> buffer;
+  if (buffer.size() < floats) buffer.resize(floats);
+  return buffer.data();
 }
 
 }  // namespace
@@ -41,16 +51,19 @@ void parallel_rows(BilinearLoop loop, const BilinearProblem& p, int64_t rows) {
 void bilinear_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t w, int64_t c, int64_t out_h,
                    int64_t out_w, const void* skip, void* y, int64_t y_pad) {
   const std::vector<Taps> rows = taps(h, out_h), columns = taps(w, out_w);
-  BilinearProblem p{x, dtype, n, h, w, c, out_h, out_w, rows.data(), columns.data(), skip, y, y_pad,
-                     nullptr};
-  if (c >= kFusedMinChannels) {
-    parallel_rows(BilinearLoop::fused, p, n * out_h);
-    return;
+  const BilinearProblem p{x, dtype, n, h, w, c, out_h, out_w, rows.data(), columns.data(), skip, y, y_pad};
+  const int64_t total = n * out_h;
+  const bool avx512 = active_isa() >= Isa::avx512;
+#pragma omp parallel
+  {
+    const auto [row0, row1] = thread_share(total);
+    if (row0 < row1) {
+      float* ring = ring_scratch(static_cast<size_t>(2 * out_w * c));
+      if (avx512) bilinear_loop_avx512(p, row0, row1, ring);
+      else bilinear_loop(p, row0, row1, ring);
+    }
   }
-  std::vector<float> xrows(static_cast<size_t>(n * h * out_w * c));
-  p.xrows = xrows.data();
-  parallel_rows(BilinearLoop::x_pass, p, n * h);
-  parallel_rows(BilinearLoop::y_pass, p, n * out_h);
+  zero_border(y, dtype == DType::f32 ? sizeof(float) : sizeof(uint16_t), n, out_h, out_w, c, y_pad);
 }
 
 }  // namespace alnet

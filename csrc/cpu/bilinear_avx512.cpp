@@ -1,4 +1,4 @@
-// The bilinear loops compiled for AVX-512 (they vectorise 16 wide, bf16 conversions included).
+// The bilinear loop compiled for AVX-512 (it vectorises 16 wide, bf16 conversions included).
 #include "cpu_kernels.h"
 #include "numeric.h"
 
@@ -9,8 +9,8 @@
 
 namespace alnet {
 
-void bilinear_loop_avx512(BilinearLoop loop, const BilinearProblem& p, int64_t row0, int64_t row1) {
-  bilinear_loop(loop, p, row0, row1);
+void bilinear_loop_avx512(const BilinearProblem& p, int64_t row0, int64_t row1, float* ring) {
+  bilinear_loop(p, row0, row1, ring);
 }
 
 }  // namespace alnet

@@ -1,4 +1,4 @@
-// The bilinear row loops, compiled once per ISA: included by bilinear.cpp (baseline x86-64) and by
+// The bilinear band loop, compiled once per ISA: included by bilinear.cpp (baseline x86-64) and by
 // bilinear_avx512.cpp (under an AVX-512 target pragma). Everything has internal linkage.
 #pragma once
 
@@ -10,99 +10,65 @@ namespace {
 
 using Taps = BilinearTaps;
 
-// Output rows [row0, row1) of y [N, out_h, out_w, C] (row = image * out_h + oy); columns[ox] are the
-// x taps, rows[oy] the y taps. T: float (fp32) or uint16_t (bf16 bits); computed in fp32, rounded once.
-// Per output pixel: ty.w0 (tx.w0 p00 + tx.w1 p01) + ty.w1 (tx.w0 p10 + tx.w1 p11), PyTorch's order.
-// y is written inside a border of y_pad pixels.
+// dst [out_w, C] <- source row src [w, C] interpolated along x in fp32: tx.w0 p0 + tx.w1 p1 per column.
+// T: float (fp32) or uint16_t (bf16 bits).
 template <typename T>
-void bilinear_rows(const T* x, int64_t h, int64_t w, int64_t c, int64_t out_h, int64_t out_w, const Taps* rows,
-                   const Taps* columns, const T* skip, T* y, int64_t y_pad, int64_t row0, int64_t row1) {
-  for (int64_t row = row0; row < row1; ++row) {
-    const int64_t b = row / out_h, oy = row % out_h;
-    const Taps& ty = rows[oy];
-    const T* r0 = x + (b * h + ty.i0) * w * c;
-    const T* r1 = x + (b * h + ty.i1) * w * c;
-    T* out = y + padded_index(b, oy, 0, out_h, out_w, c, y_pad);
-    for (int64_t ox = 0; ox < out_w; ++ox) {
-      const Taps& tx = columns[ox];
-      const T *p00 = r0 + tx.i0 * c, *p01 = r0 + tx.i1 * c, *p10 = r1 + tx.i0 * c, *p11 = r1 + tx.i1 * c;
-      const int64_t o = ox * c;
-      auto lerp = [&](int64_t k) {
-        return ty.w0 * (tx.w0 * to_f32(p00[k]) + tx.w1 * to_f32(p01[k])) +
-               ty.w1 * (tx.w0 * to_f32(p10[k]) + tx.w1 * to_f32(p11[k]));
-      };
-      if (skip) {
-        const T* s = skip + (row * out_w + ox) * c;
-        for (int64_t k = 0; k < c; ++k) from_f32(lerp(k) + to_f32(s[k]), out + o + k);
-      } else {
-        for (int64_t k = 0; k < c; ++k) from_f32(lerp(k), out + o + k);
-      }
-    }
+void interpolate_row(const T* __restrict src, int64_t c, int64_t out_w, const Taps* columns, float* __restrict dst) {
+  for (int64_t ox = 0; ox < out_w; ++ox) {
+    const Taps& tx = columns[ox];
+    const T* p0 = src + tx.i0 * c;
+    const T* p1 = src + tx.i1 * c;
+    float* d = dst + ox * c;
+    for (int64_t k = 0; k < c; ++k) d[k] = tx.w0 * to_f32(p0[k]) + tx.w1 * to_f32(p1[k]);
   }
 }
 
-// The same result in two passes, for few channels (the logits), where the loop above cannot vectorise over
-// channels. Pass 1: source rows [row0, row1) (row = image * h + iy), interpolated along x into fp32
-// xrows [N, h, out_w, C]: tx.w0 p0 + tx.w1 p1.
+// out [span] <- ty.w0 r0 + ty.w1 r1 (+ skip), rounded once to T.
 template <typename T>
-void bilinear_x_pass(const T* x, int64_t w, int64_t c, int64_t out_w, const Taps* columns, float* xrows,
-                     int64_t row0, int64_t row1) {
-  for (int64_t row = row0; row < row1; ++row) {
-    const T* src = x + row * w * c;
-    float* dst = xrows + row * out_w * c;
-    for (int64_t ox = 0; ox < out_w; ++ox) {
-      const Taps& tx = columns[ox];
-      for (int64_t k = 0; k < c; ++k)
-        dst[ox * c + k] = tx.w0 * to_f32(src[tx.i0 * c + k]) + tx.w1 * to_f32(src[tx.i1 * c + k]);
-    }
+void blend_rows(const float* __restrict r0, const float* __restrict r1, const Taps& ty, const T* __restrict skip,
+                T* __restrict out, int64_t span) {
+  const float w0 = ty.w0, w1 = ty.w1;
+  if (skip) {
+    for (int64_t j = 0; j < span; ++j) from_f32(w0 * r0[j] + w1 * r1[j] + to_f32(skip[j]), out + j);
+  } else {
+    for (int64_t j = 0; j < span; ++j) from_f32(w0 * r0[j] + w1 * r1[j], out + j);
   }
 }
 
-// Pass 2: output rows [row0, row1) as ty.w0 xrow0 + ty.w1 xrow1 (+ skip), contiguous over out_w * C.
+// Output rows [row0, row1) of y [N, out_h, out_w, C] (row = image * out_h + oy), written inside a border of y_pad
+// pixels: ty.w0 (tx.w0 p00 + tx.w1 p01) + ty.w1 (tx.w0 p10 + tx.w1 p11) (+ skip), PyTorch's order, in fp32.
+// Separable: each source row the band reads is interpolated along x once, into one of the two rows of
+// ring [2][out_w, C] fp32, though up to four output rows read it; an output row then blends the two it needs.
 template <typename T>
-void bilinear_y_pass(const float* xrows, int64_t h, int64_t c, int64_t out_h, int64_t out_w, const Taps* rows,
-                     const T* skip, T* y, int64_t y_pad, int64_t row0, int64_t row1) {
-  const int64_t span = out_w * c;
+void bilinear_band(const BilinearProblem& p, int64_t row0, int64_t row1, float* ring) {
+  const auto* x = static_cast<const T*>(p.x);
+  const auto* skip = static_cast<const T*>(p.skip);
+  auto* y = static_cast<T*>(p.y);
+  const int64_t span = p.out_w * p.c;
+  int64_t held[2] = {-1, -1};  // the source row (image * h + iy) each ring row holds
   for (int64_t row = row0; row < row1; ++row) {
-    const int64_t b = row / out_h, oy = row % out_h;
-    const Taps& ty = rows[oy];
-    const float* r0 = xrows + (b * h + ty.i0) * span;
-    const float* r1 = xrows + (b * h + ty.i1) * span;
-    T* out = y + padded_index(b, oy, 0, out_h, out_w, c, y_pad);
-    if (skip) {
-      const T* s = skip + row * span;
-      for (int64_t j = 0; j < span; ++j) from_f32(ty.w0 * r0[j] + ty.w1 * r1[j] + to_f32(s[j]), out + j);
-    } else {
-      for (int64_t j = 0; j < span; ++j) from_f32(ty.w0 * r0[j] + ty.w1 * r1[j], out + j);
+    const int64_t b = row / p.out_h, oy = row % p.out_h;
+    const Taps& ty = p.rows[oy];
+    const int64_t want[2] = {b * p.h + ty.i0, b * p.h + ty.i1};
+    int slot[2];
+    for (int i = 0; i < 2; ++i) {
+      slot[i] = held[0] == want[i] ? 0 : held[1] == want[i] ? 1 : -1;
+      if (slot[i] >= 0) continue;
+      // the ring row the other wanted source row does not occupy
+      const int other = held[0] == want[1 - i] ? 0 : 1;
+      slot[i] = 1 - other;
+      held[slot[i]] = want[i];
+      interpolate_row(x + want[i] * p.w * p.c, p.c, p.out_w, p.columns, ring + slot[i] * span);
     }
+    blend_rows(ring + slot[0] * span, ring + slot[1] * span, ty, skip ? skip + row * span : nullptr,
+               y + padded_index(b, oy, 0, p.out_h, p.out_w, p.c, p.y_pad), span);
   }
 }
 
-// One ISA build's loops over rows [row0, row1) (output rows, or source rows for the x pass), dtype dispatched.
-inline void bilinear_loop(BilinearLoop loop, const BilinearProblem& p, int64_t row0, int64_t row1) {
-  const bool f32 = p.dtype == DType::f32;
-  switch (loop) {
-    case BilinearLoop::fused:
-      if (f32)
-        bilinear_rows(static_cast<const float*>(p.x), p.h, p.w, p.c, p.out_h, p.out_w, p.rows, p.columns,
-                      static_cast<const float*>(p.skip), static_cast<float*>(p.y), p.y_pad, row0, row1);
-      else
-        bilinear_rows(static_cast<const uint16_t*>(p.x), p.h, p.w, p.c, p.out_h, p.out_w, p.rows, p.columns,
-                      static_cast<const uint16_t*>(p.skip), static_cast<uint16_t*>(p.y), p.y_pad, row0, row1);
-      return;
-    case BilinearLoop::x_pass:
-      if (f32) bilinear_x_pass(static_cast<const float*>(p.x), p.w, p.c, p.out_w, p.columns, p.xrows, row0, row1);
-      else bilinear_x_pass(static_cast<const uint16_t*>(p.x), p.w, p.c, p.out_w, p.columns, p.xrows, row0, row1);
-      return;
-    case BilinearLoop::y_pass:
-      if (f32)
-        bilinear_y_pass(p.xrows, p.h, p.c, p.out_h, p.out_w, p.rows, static_cast<const float*>(p.skip),
-                        static_cast<float*>(p.y), p.y_pad, row0, row1);
-      else
-        bilinear_y_pass(p.xrows, p.h, p.c, p.out_h, p.out_w, p.rows, static_cast<const uint16_t*>(p.skip),
-                        static_cast<uint16_t*>(p.y), p.y_pad, row0, row1);
-      return;
-  }
+// One ISA build's band loop, dtype dispatched.
+inline void bilinear_loop(const BilinearProblem& p, int64_t row0, int64_t row1, float* ring) {
+  if (p.dtype == DType::f32) bilinear_band<float>(p, row0, row1, ring);
+  else bilinear_band<uint16_t>(p, row0, row1, ring);
 }
 
 }  // namespace

@@ -189,7 +189,10 @@ bool conv_uses_winograd(int64_t cin, int64_t cout, int ksize, int stride) {
 
 const char* conv_kernel_name(DType dtype) { return row_kernel_name(dtype == DType::bf16 && uses_bf16_dot()); }
 
-void conv2d_nhwc(const ConvProblem& p) {
+namespace {
+
+// conv2d_nhwc but the border of y.
+void conv2d_interior(const ConvProblem& p) {
   if (p.ksize != 1 && p.ksize != 3) throw std::invalid_argument("ksize must be 1 or 3");
   if (p.stride != 1 && p.stride != 2) throw std::invalid_argument("stride must be 1 or 2");
   if (p.n < 1 || p.h < 1 || p.w < 1 || p.cin < 1 || p.cout < 1) throw std::invalid_argument("empty conv");
@@ -241,6 +244,15 @@ void conv2d_nhwc(const ConvProblem& p) {
   const ConvRow a{xpad, hp, wp, cp, p.weight, p.bias, p.scale, p.y, p.y_dtype, ho, wo, p.cout, p.ksize, p.stride,
                   p.relu, p.y_pad};
   run_rows(a, kernel, p.n, blocks);
+}
+
+}  // namespace
+
+void conv2d_nhwc(const ConvProblem& p) {
+  conv2d_interior(p);
+  const size_t y_size = p.y_dtype == DType::f32 ? sizeof(float) : sizeof(uint16_t);
+  zero_border(p.y, y_size, p.n, conv_out_size(p.h, p.ksize, p.stride), conv_out_size(p.w, p.ksize, p.stride), p.cout,
+              p.y_pad);
 }
 
 }  // namespace alnet

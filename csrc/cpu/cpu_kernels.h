@@ -11,11 +11,13 @@
 //
 // Bordered activations: an image [N, H, W, C] may be stored inside [N, H + 2 pad, W + 2 pad, C] with a zero
 // border of ``pad`` pixels (padded_index). Convs read such an x in place instead of copying it into a padded
-// scratch, and write their y into the interior of such a buffer, leaving its border as it is: how a chain of
-// 3x3 convs (alnet_fast.backends.native_plan) skips every padding copy. A bordered x must be followed by
-// kBorderedSlackPixels readable pixels (AMX tiles read whole 16- or 32-pixel groups past a row's end).
+// scratch, and write their y into the interior of such a buffer and zeros into its border (zero_border): how a
+// chain of 3x3 convs (alnet_fast.backends.native_plan) skips every padding copy, in buffers that other values
+// of other layouts may have used before. A bordered x must be followed by kBorderedSlackPixels readable pixels
+// (AMX tiles read whole 16- or 32-pixel groups past a row's end; what they read there is never stored).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -38,6 +40,9 @@ inline int64_t padded_index(int64_t n, int64_t i, int64_t j, int64_t h, int64_t 
   return ((n * (h + 2 * pad) + i + pad) * (w + 2 * pad) + j + pad) * c;
 }
 
+// y [N, h + 2 pad, w + 2 pad, c] of elem_size-byte values <- zeros in the border of pad pixels; the interior is kept.
+void zero_border(void* y, size_t elem_size, int64_t n, int64_t h, int64_t w, int64_t c, int64_t pad);
+
 constexpr int64_t kBorderedSlackPixels = 72;  // >= conv_row_amx's reach past a row: 32 pixels at stride 2, + taps
 
 struct ConvProblem {
@@ -55,7 +60,7 @@ int64_t conv_out_size(int64_t in, int ksize, int stride);
 // The row kernel conv2d_nhwc dispatches to for this dtype at the active ISA ("avx512", "amx_bf16", ...).
 const char* conv_kernel_name(DType dtype);
 
-// y = act(conv(x, weight, padding ksize / 2, stride) + bias) * scale.
+// y = act(conv(x, weight, padding ksize / 2, stride) + bias) * scale, inside a zeroed border of y_pad pixels.
 void conv2d_nhwc(const ConvProblem& p);
 
 // conv2d_nhwc runs convs of this shape as a 1x1 conv over their k x k patches (im2col): few input channels.
@@ -75,11 +80,11 @@ void lraspp_gate_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t 
                       const float* w_gate, const float* b_gate, void* y, int64_t cout);
 
 // y [N, Ho, Wo, C] = bilinear(x [N, h, w, C]; align_corners=False) (+ skip [N, Ho, Wo, C] when not null);
-// y written inside a border of y_pad pixels.
+// y written inside a zeroed border of y_pad pixels.
 void bilinear_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t w, int64_t c,
                    int64_t out_h, int64_t out_w, const void* skip, void* y, int64_t y_pad = 0);
 
-// bilinear_nhwc's loops (bilinear_rows.h): taps per output row / column, and the loop kinds it runs.
+// bilinear_nhwc's loop (bilinear_rows.h): taps per output row / column, and the band loop each ISA build runs.
 struct BilinearTaps {
   int64_t i0, i1;  // source indices
   float w0, w1;    // their weights
@@ -88,10 +93,9 @@ struct BilinearProblem {
   const void* x; DType dtype; int64_t n, h, w, c, out_h, out_w;
   const BilinearTaps* rows; const BilinearTaps* columns;  // [out_h], [out_w]
   const void* skip; void* y; int64_t y_pad;
-  float* xrows;  // [N, h, out_w, C] fp32: the x pass's output, the y pass's input
 };
-enum class BilinearLoop { fused, x_pass, y_pass };
-void bilinear_loop_avx512(BilinearLoop loop, const BilinearProblem& p, int64_t row0, int64_t row1);
+// Output rows [row0, row1) (row = image * out_h + oy), with ring: [2][out_w, C] fp32 scratch.
+void bilinear_loop_avx512(const BilinearProblem& p, int64_t row0, int64_t row1, float* ring);
 
 // Per-ISA row kernels, called by conv2d_nhwc: one output row, channel blocks [cb0, cb0 + ncb), ncb <= 2.
 struct ConvRow {
