@@ -118,20 +118,16 @@ def share_buffers(nodes: list[OpNode], elements: dict[int, int]) -> tuple[dict[i
     first = {0: -1, **{node.output: i for i, node in enumerate(nodes)}}
     lives = {value: (first[value], last_read[value]) for value in elements}
     assignment: dict[int, int] = {}
-    sizes: list[int] = []
-    members: list[list[int]] = []
+    members: list[list[int]] = []  # per buffer, its values, the first the biggest
     for value in sorted(elements, key=lambda v: (-elements[v], v)):
         start, end = lives[value]
-        for index, held in enumerate(members):
-            if all(lives[v][1] < start or end < lives[v][0] for v in held):
-                break
-        else:
-            index = len(sizes)
-            sizes.append(elements[value])
+        index = next((i for i, held in enumerate(members)
+                      if all(lives[v][1] < start or end < lives[v][0] for v in held)), len(members))
+        if index == len(members):
             members.append([])
         members[index].append(value)
         assignment[value] = index
-    return assignment, sizes
+    return assignment, [elements[held[0]] for held in members]
 
 
 class NativePlan:

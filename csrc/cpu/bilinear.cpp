@@ -39,13 +39,6 @@ std::pair<int64_t, int64_t> thread_share(int64_t total) {
 #endif
 }
 
-// The calling thread's ring of two interpolated rows, reused across calls (grows, never shrinks).
-float* ring_scratch(size_t floats) {
-  thread_local std::vector<float> buffer;
-  if (buffer.size() < floats) buffer.resize(floats);
-  return buffer.data();
-}
-
 }  // namespace
 
 void bilinear_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t w, int64_t c, int64_t out_h,
@@ -58,7 +51,7 @@ void bilinear_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t w, 
   {
     const auto [row0, row1] = thread_share(total);
     if (row0 < row1) {
-      float* ring = ring_scratch(static_cast<size_t>(2 * out_w * c));
+      auto* ring = static_cast<float*>(thread_scratch(sizeof(float) * 2 * out_w * c));
       if (avx512) bilinear_loop_avx512(p, row0, row1, ring);
       else bilinear_loop(p, row0, row1, ring);
     }

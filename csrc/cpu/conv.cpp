@@ -7,7 +7,6 @@
 #include <cstring>
 #include <memory>
 #include <stdexcept>
-#include <vector>
 
 #include "cpu_kernels.h"
 #include "numeric.h"
@@ -36,21 +35,11 @@ RowKernel row_kernel(bool bf16_pairs) {
   }
 }
 
-// A per-calling-thread buffer for the padded input, reused across calls (grows, never shrinks). 64-byte
-// aligned: the row kernels load whole cache lines (a zmm register, an AMX tile row) from pixel boundaries,
-// and one misaligned by malloc's 16 bytes would split every such load across two lines.
-void* scratch(size_t bytes) {
-  constexpr size_t kAlign = 64;
-  thread_local std::vector<unsigned char> buffer;
-  if (buffer.size() < bytes + kAlign) buffer.resize(bytes + kAlign);
-  const auto address = reinterpret_cast<uintptr_t>(buffer.data());
-  return buffer.data() + (kAlign - address % kAlign) % kAlign;
-}
-
-// scratch for elems values of T, then slack zeroed values that AMX tiles may read past the last row.
+// The calling thread's scratch for elems values of T, then slack zeroed values that AMX tiles may read past the
+// last row.
 template <typename T>
 T* staging(size_t elems, size_t slack) {
-  auto* buf = static_cast<T*>(scratch((elems + slack) * sizeof(T)));
+  auto* buf = static_cast<T*>(thread_scratch((elems + slack) * sizeof(T)));
   std::memset(buf + elems, 0, slack * sizeof(T));
   return buf;
 }

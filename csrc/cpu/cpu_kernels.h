@@ -43,6 +43,11 @@ inline int64_t padded_index(int64_t n, int64_t i, int64_t j, int64_t h, int64_t 
 // y [N, h + 2 pad, w + 2 pad, c] of elem_size-byte values <- zeros in the border of pad pixels; the interior is kept.
 void zero_border(void* y, size_t elem_size, int64_t n, int64_t h, int64_t w, int64_t c, int64_t pad);
 
+// The calling thread's scratch buffer of at least bytes, reused across calls (grows, never shrinks; its contents
+// are the previous user's). 64-byte aligned: the row kernels load whole cache lines (a zmm register, an AMX tile
+// row) from pixel boundaries, and one misaligned by malloc's 16 bytes would split every such load across two lines.
+void* thread_scratch(size_t bytes);
+
 constexpr int64_t kBorderedSlackPixels = 72;  // >= conv_row_amx's reach past a row: 32 pixels at stride 2, + taps
 
 struct ConvProblem {

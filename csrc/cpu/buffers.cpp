@@ -1,5 +1,7 @@
-// zero_border: the zero border around an image stored inside one (see cpu_kernels.h, bordered activations).
+// The kernels' buffer helpers: the zero border around a bordered image (cpu_kernels.h, bordered activations),
+// and the per-thread scratch buffer.
 #include <cstring>
+#include <vector>
 
 #include "cpu_kernels.h"
 
@@ -17,6 +19,14 @@ void zero_border(void* y, size_t elem_size, int64_t n, int64_t h, int64_t w, int
       std::memset(image + (pad + i) * row + (pad + w) * pixel, 0, 2 * pad * pixel);
     std::memset(image + (pad + h - 1) * row + (pad + w) * pixel, 0, pad * pixel + pad * row);  // last right, bottom
   }
+}
+
+void* thread_scratch(size_t bytes) {
+  constexpr size_t kAlign = 64;
+  thread_local std::vector<unsigned char> buffer;
+  if (buffer.size() < bytes + kAlign) buffer.resize(bytes + kAlign);
+  const auto address = reinterpret_cast<uintptr_t>(buffer.data());
+  return buffer.data() + (kAlign - address % kAlign) % kAlign;
 }
 
 }  // namespace alnet
