@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent
 CPU_SOURCES = ["csrc/module.cpp", "csrc/cpu/isa.cpp", "csrc/cpu/conv.cpp", "csrc/cpu/conv_scalar.cpp",
                "csrc/cpu/conv_avx2.cpp", "csrc/cpu/conv_avx512.cpp", "csrc/cpu/conv_avx512_bf16.cpp",
                "csrc/cpu/conv_amx.cpp", "csrc/cpu/bilinear.cpp", "csrc/cpu/bilinear_avx512.cpp",
-               "csrc/cpu/lraspp.cpp", "csrc/cpu/buffers.cpp", "csrc/cpu/winograd_avx512.cpp",
-               "csrc/cpu/im2col_avx512.cpp"]
+               "csrc/cpu/lraspp.cpp", "csrc/cpu/lraspp_avx512.cpp", "csrc/cpu/buffers.cpp",
+               "csrc/cpu/winograd_avx512.cpp", "csrc/cpu/im2col_avx512.cpp"]
 CUDA_SOURCES = ["csrc/cuda/module.cpp", "csrc/cuda/kernels.cu"]
 STATUS_FILE = "_build_status.json"
 

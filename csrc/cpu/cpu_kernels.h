@@ -84,6 +84,14 @@ void lraspp_gate_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t 
                       const void* w_feat, bool w_feat_bf16_pairs, const float* b_feat,
                       const float* w_gate, const float* b_gate, void* y, int64_t cout);
 
+// lraspp_gate_nhwc's gate (lraspp_gate.h), the AVX-512 build: gate [N, Cout] <- hardsigmoid(w_gate . mean_hw(x) +
+// b_gate) for x [N, pixels, Cin], with mean [N, Cin] fp32 scratch.
+struct LrasppGate {
+  const void* x; DType dtype; int64_t n, pixels, cin;
+  const float* w_gate; const float* b_gate; int64_t cout;  // [Cout, Cin], [Cout] fp32
+};
+void lraspp_gate_loop_avx512(const LrasppGate& p, float* mean, float* gate);
+
 // y [N, Ho, Wo, C] = bilinear(x [N, h, w, C]; align_corners=False) (+ skip [N, Ho, Wo, C] when not null);
 // y written inside a zeroed border of y_pad pixels.
 void bilinear_nhwc(const void* x, DType dtype, int64_t n, int64_t h, int64_t w, int64_t c,
