@@ -11,6 +11,7 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")
 
 #include "conv_avx512_tile.h"
+#include "conv_bf16_pack.h"
 
 namespace alnet {
 namespace {
@@ -19,6 +20,7 @@ namespace {
 struct Bf16PairDot {
   using Elem = uint16_t;
   using Weights = __m512bh;
+  using Pack = PackBf16Cvt;
   static constexpr int kStep = 2;
   static __m512bh weights(const uint16_t* w) { return (__m512bh)_mm512_loadu_si512(w); }
   static __m512bh broadcast(const uint16_t* x) {
