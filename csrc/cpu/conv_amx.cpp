@@ -69,20 +69,10 @@ void tile(const ConvRow& a, int64_t n, int64_t oh, int64_t ow0, int64_t cb0) {
   if constexpr (NB == 2) _tile_stored(1, acc[1], 64);
   if constexpr (MA == 2) _tile_stored(2, acc[2], 64);
   if constexpr (MA == 2 && NB == 2) _tile_stored(3, acc[3], 64);
-  for (int m = 0; m < MA; ++m) {  // acc[2 m + b]: pixel tile m, channel block b (as store_tile, from memory)
-    const int64_t ow = ow0 + m * kRows, valid = std::min<int64_t>(kRows, a.wo - ow);
-    if constexpr (NB == 2) {
-      if (PairStore<PackBf16Cvt>::applies(a, cb0)) {
-        const PairStore<PackBf16Cvt> store(a, n, oh, cb0);
-        for (int64_t r = 0; r < valid; ++r)
-          store(ow + r, _mm512_load_ps(acc[2 * m] + r * 16), _mm512_load_ps(acc[2 * m + 1] + r * 16));
-        continue;
-      }
-    }
-    for (int b = 0; b < NB; ++b) {
-      const BlockStore store(a, n, oh, cb0 + b);
-      for (int64_t r = 0; r < valid; ++r) store(ow + r, _mm512_load_ps(acc[2 * m + b] + r * 16));
-    }
+  for (int m = 0; m < MA; ++m) {  // acc[2 m + b]: pixel tile m, channel block b
+    const int64_t ow = ow0 + m * kRows;
+    store_pixels<PackBf16Cvt, NB>(a, n, oh, ow, cb0, std::min<int64_t>(kRows, a.wo - ow),
+                                  [&acc, m](int b, int64_t r) { return _mm512_load_ps(acc[2 * m + b] + r * 16); });
   }
 }
 

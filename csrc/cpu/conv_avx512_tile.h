@@ -41,13 +41,14 @@ class BlockStore {
     return v;
   }
 
-  // Where pixel ow's first channel of the block is in y.
-  int64_t offset(int64_t ow) const { return row_ + ow * pixel_; }
+  // Pixel ow's first channel of the block in y, stored as T.
+  template <typename T>
+  T* at(int64_t ow) const { return static_cast<T*>(y_) + row_ + ow * pixel_; }
 
   void operator()(int64_t ow, __m512 acc) const {
     const __m512 v = activate(acc);
-    if (bf16_) _mm256_mask_storeu_epi16(static_cast<uint16_t*>(y_) + offset(ow), mask_, round_to_bf16(v));
-    else _mm512_mask_storeu_ps(static_cast<float*>(y_) + offset(ow), mask_, v);
+    if (bf16_) _mm256_mask_storeu_epi16(at<uint16_t>(ow), mask_, round_to_bf16(v));
+    else _mm512_mask_storeu_ps(at<float>(ow), mask_, v);
   }
 
  private:
@@ -76,31 +77,38 @@ class PairStore {
  public:
   static bool applies(const ConvRow& a, int64_t cb) { return a.y_dtype == DType::bf16 && cb * 16 + 32 <= a.cout; }
 
-  PairStore(const ConvRow& a, int64_t n, int64_t oh, int64_t cb)
-      : low_(a, n, oh, cb), high_(a, n, oh, cb + 1), y_(static_cast<uint16_t*>(a.y)) {}
+  PairStore(const ConvRow& a, int64_t n, int64_t oh, int64_t cb) : low_(a, n, oh, cb), high_(a, n, oh, cb + 1) {}
 
   void operator()(int64_t ow, __m512 acc_low, __m512 acc_high) const {
-    _mm512_storeu_si512(y_ + low_.offset(ow), Pack::pack(low_.activate(acc_low), high_.activate(acc_high)));
+    _mm512_storeu_si512(low_.at<uint16_t>(ow), Pack::pack(low_.activate(acc_low), high_.activate(acc_high)));
   }
 
  private:
   BlockStore low_, high_;
-  uint16_t* y_;
 };
 
-template <typename Pack, int RW, int NB>
-inline void store_tile(const ConvRow& a, int64_t n, int64_t oh, int64_t ow0, int64_t cb0, __m512 (&acc)[RW][NB]) {
+// The epilogue of pixels [ow0, ow0 + count) of output row (n, oh), channel blocks [cb0, cb0 + NB): acc(b, r) is
+// block b's accumulators at pixel ow0 + r, from registers (store_tile) or from memory (the AMX kernel's tiles).
+template <typename Pack, int NB, typename Acc>
+inline void store_pixels(const ConvRow& a, int64_t n, int64_t oh, int64_t ow0, int64_t cb0, int64_t count, Acc acc) {
   if constexpr (NB == 2) {
     if (PairStore<Pack>::applies(a, cb0)) {
       const PairStore<Pack> store(a, n, oh, cb0);
-      for (int r = 0; r < RW; ++r) store(ow0 + r, acc[r][0], acc[r][1]);
+#pragma GCC unroll 16
+      for (int64_t r = 0; r < count; ++r) store(ow0 + r, acc(0, r), acc(1, r));
       return;
     }
   }
   for (int b = 0; b < NB; ++b) {
     const BlockStore store(a, n, oh, cb0 + b);
-    for (int r = 0; r < RW; ++r) store(ow0 + r, acc[r][b]);
+#pragma GCC unroll 16
+    for (int64_t r = 0; r < count; ++r) store(ow0 + r, acc(b, r));
   }
+}
+
+template <typename Pack, int RW, int NB>
+inline void store_tile(const ConvRow& a, int64_t n, int64_t oh, int64_t ow0, int64_t cb0, __m512 (&acc)[RW][NB]) {
+  store_pixels<Pack, NB>(a, n, oh, ow0, cb0, RW, [&acc](int b, int64_t r) { return acc[r][b]; });
 }
 
 // acc[r][b] += x[r * xs + c ...] . w[b * block + c * 16 ...] for c in [0, count), step Dot::kStep: per step,
