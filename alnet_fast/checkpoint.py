@@ -6,10 +6,8 @@ No code from a checkpoint is ever executed: safetensors holds only tensors and s
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from safetensors.torch import save_file
 from .config import ALNetConfig
 from .errors import CheckpointError
 from .graph import FoldedALNet
+from .io import atomic_path
 from .model import ALNet
 
 FORMAT_NAME = "alnet_fast"
@@ -67,23 +66,10 @@ def save(model: ALNet | FoldedALNet, path: str | os.PathLike, metadata: dict[str
         tensors[key] = value.contiguous()
     header = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "kind": kind,
               "config": model.config.to_json(), **extra}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=header)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def bundled_models() -> list[str]:

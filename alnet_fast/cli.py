@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from . import __version__
+from .io import remove_unfinished
 
 COMMANDS = ("segment", "export", "train", "eval")
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
+        remove_unfinished()  # a Ctrl-C between an atomic writer's steps can outrun its own cleanup
         print("alnet-fast: interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError, ImportError) as exc:

@@ -1,6 +1,7 @@
 """Readers and writers on real files: DICOM (pydicom's bundled MR/CT slices), NIfTI (nibabel's bundled
 anatomical volume), PNG/TIFF, and the atomic writers."""
 
+import os
 import shutil
 
 import nibabel as nib
@@ -171,6 +172,56 @@ def test_interrupted_write_leaves_old_file_and_no_temporary(tmp_path, monkeypatc
         io.write_png(target, np.ones((8, 8), np.uint8))
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.png"]
+
+
+def interrupt_at_line(k: int, files: tuple[str, ...]):
+    """A trace function that raises KeyboardInterrupt at the k-th line executed in ``files``."""
+    seen = 0
+
+    def trace(frame, event, arg):
+        nonlocal seen
+        if frame.f_code.co_filename not in files:
+            return None
+        if event == "line":
+            seen += 1
+            if seen == k:
+                raise KeyboardInterrupt
+        return trace
+
+    return trace
+
+
+def test_ctrl_c_at_every_line_of_an_atomic_write_leaves_no_temporary(tmp_path):
+    """Ctrl-C lands at each line of atomic_path, its helpers and contextlib's with-machinery in turn.
+
+    Whatever the point, the folder ends up with the old or the new mask, whole, once remove_unfinished()
+    (which the CLI runs on Ctrl-C) has swept what the interrupted writer could not.
+    """
+    import contextlib
+    import sys
+
+    target = tmp_path / "mask.png"
+    old, new = np.zeros((8, 8), np.uint8), np.full((8, 8), 7, np.uint8)
+    files = (io.__file__, contextlib.__file__)
+    interrupted = 0
+    for k in range(1, 200):
+        io.write_png(target, old)
+        sys.settrace(interrupt_at_line(k, files))
+        try:
+            io.write_png(target, new)
+        except KeyboardInterrupt:
+            interrupted += 1
+        finally:
+            sys.settrace(None)
+        io.remove_unfinished()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.png"], k
+        assert io.read_image(target).tolist() in (old.tolist(), new.tolist()), k
+        if interrupted < k:  # the k-th line was never reached: every point has been tried
+            break
+    assert 10 < interrupted < 199 and not io._UNFINISHED
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # the usual mode of a new file, not mkstemp's 0600
 
 
 def test_suffix_helpers():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import save
 from ..config import ALNetConfig
 from ..inputs import prepare_image
+from ..io import atomic_path
 from ..model import ALNet
 from ..segment import pad_to_multiple
 from .augment import Augmentation, augment, random_crop
@@ -149,14 +149,8 @@ def train_epoch(net: torch.nn.Module, optimizer: torch.optim.Optimizer, data: li
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
