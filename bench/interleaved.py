@@ -2,11 +2,15 @@
 
 pytest-benchmark times one entry after another, so on a shared VM whose speed drifts (seen here: the
 same entry 2.5x apart within an hour) ratios between entries measured minutes apart drift too. Here
-each round runs every entry once, and each entry's minimum over the rounds is compared. A pause
+each round runs every entry once (in alternating order), and each entry's minimum over the rounds is compared. The VM also
+switches between fast and slow spells within seconds (the same entry 2x apart from one round to the
+next), which medians taken over all rounds mix in unevenly; the paired column is the median over
+rounds of each round's own ratio (entry / baseline, timed seconds apart), which such spells cancel
+out of as long as they last longer than a round. A pause
 before each timed call lets the previous runtime's worker threads stop spinning (ONNX Runtime and
 OpenMP pools spin-wait after a run, which would otherwise steal the 2 cores from the next entry).
 
-    python bench/interleaved.py [--size 512x512] [--batch 1] [--rounds 15]
+    python bench/interleaved.py [--size 512x512] [--batch 1] [--rounds 15] [--baseline "openvino bf16"]
 """
 
 from __future__ import annotations
@@ -28,11 +32,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", choices=list(SIZES), default="512x512")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--baseline", default="onnxruntime fp32", help="the entry every ratio is taken to")
+    parser.add_argument("--entries", help='comma-separated entries to time (default: all), e.g. '
+                                          '"alnet_fast native bf16,openvino bf16"')
     args = parser.parse_args(argv)
     x, ref = bench_input(args.size, args.batch), reference_logits(args.size, args.batch)
     runners = {}
     with torch.inference_mode():
+        chosen = args.entries.split(",") if args.entries else None
         for entry in ENTRIES:
+            if chosen and f"{entry.name} {entry.precision}" not in chosen:
+                continue
             try:
                 run = runner_for(entry)
                 check_against_reference(run(x), ref, entry.precision)
@@ -41,20 +51,30 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             runners[f"{entry.name} {entry.precision}"] = run
         times = {name: [] for name in runners}
-        for _ in range(args.rounds):
-            for name, run in runners.items():
+        order = list(runners.items())
+        for i in range(args.rounds):
+            for name, run in order if i % 2 == 0 else order[::-1]:  # alternate: no entry always runs first
                 time.sleep(PAUSE_S)
                 start = time.perf_counter()
                 run(x)
                 times[name].append(time.perf_counter() - start)
-    best = {name: min(t) for name, t in times.items()}
-    middle = {name: statistics.median(t) for name, t in times.items()}
-    base, base_middle = best.get("onnxruntime fp32"), middle.get("onnxruntime fp32")
-    print(f"{args.size} batch {args.batch}, {args.rounds} interleaved rounds: min and median, each as a ratio to "
-          f"onnxruntime fp32's")
-    for name, seconds in sorted(best.items(), key=lambda kv: kv[1]):
-        ratios = f"{seconds / base:.2f} {middle[name] / base_middle:.2f}" if base else "- -"
-        print(f"  {name:28s} min {seconds * 1e3:7.1f} ms  median {middle[name] * 1e3:7.1f} ms   ratios {ratios}")
+    report(times, args.baseline, f"{args.size} batch {args.batch}, {args.rounds} interleaved rounds")
+
+
+def report(times: dict[str, list[float]], baseline: str, title: str) -> None:
+    """Print each entry's min and median (ms), and its min, median and paired ratios to ``baseline``."""
+    base = times.get(baseline)
+    if base:
+        print(f"{title}; ratios to {baseline}'s: by min, by median, and paired (the median of per-round ratios)")
+    else:
+        print(f"{title}; no ratios: the baseline {baseline!r} was not timed (choose one of {sorted(times)})")
+    for name, t in sorted(times.items(), key=lambda kv: min(kv[1])):
+        ratios = "-    -    -"
+        if base:
+            paired = statistics.median(a / b for a, b in zip(t, base))
+            ratios = f"{min(t) / min(base):.2f} {statistics.median(t) / statistics.median(base):.2f} {paired:.2f}"
+        print(f"  {name:28s} min {min(t) * 1e3:7.1f} ms  median {statistics.median(t) * 1e3:7.1f} ms   "
+              f"ratios {ratios}")
 
 
 if __name__ == "__main__":
