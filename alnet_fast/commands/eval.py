@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..api import load
+from ..io import atomic_path
 from ..train import DATASET_CONFIGS, load_dataset, summarise
 from .train import read_pairs
 
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"mean ± std over {len(samples)} images: {summary.format()}")
     print("pooled over all pixels: " + ", ".join(f"{k} {v:.4f}" for k, v in summary.pooled.items()))
     if args.json is not None:
-        args.json.write_text(json.dumps({"images": dict(zip(names, summary.per_image)), "mean": summary.mean,
-                                         "std": summary.std, "pooled": summary.pooled}, indent=2))
+        report = {"images": dict(zip(names, summary.per_image)), "mean": summary.mean, "std": summary.std,
+                  "pooled": summary.pooled}
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
     return 0
