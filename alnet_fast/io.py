@@ -214,9 +214,9 @@ def _create_temporary(path: Path) -> Path:
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return tmp
-        except OSError as error:
+        except OSError as error:  # FileExistsError: a clash of random names, so draw again
             _UNFINISHED.discard(tmp)
-            if not isinstance(error, FileExistsError):  # a clash of random names: draw again
+            if not isinstance(error, FileExistsError):
                 raise
 
 

@@ -148,11 +148,6 @@ def train_epoch(net: torch.nn.Module, optimizer: torch.optim.Optimizer, data: li
     return float(np.mean(losses)), float(np.mean(dices))
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The random stream of one epoch: depends only on (seed, epoch), so a resumed run draws the same crops."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -209,8 +204,9 @@ def train(train_samples: list[Sample], val_samples: list[Sample], out_dir: str |
             tqdm.write(f"epoch {epoch + 1}/{settings.epochs}: loss {history[-1]['loss']:.4f}, "
                        f"train Dice {history[-1]['train_dice']:.4f}, val Dice {val_dice:.4f}"
                        f"{' (best)' if best_epoch == epoch + 1 else ''}")
-        _atomic_torch_save({"net": net.state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_epoch": best_epoch,
-                            "best_dice": best_dice, "history": history, "config": config.to_dict(),
-                            "settings": dataclasses.asdict(settings)}, state_path)
+        with atomic_path(state_path) as tmp:
+            torch.save({"net": net.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_epoch": best_epoch,
+                        "best_dice": best_dice, "history": history, "config": config.to_dict(),
+                        "settings": dataclasses.asdict(settings)}, tmp)
     return TrainResult(best_path, best_epoch, best_dice, history)
