@@ -2,15 +2,16 @@
 
 pytest-benchmark times one entry after another, so on a shared VM whose speed drifts (seen here: the
 same entry 2.5x apart within an hour) ratios between entries measured minutes apart drift too. Here
-each round runs every entry once (in alternating order), and each entry's minimum over the rounds is compared. The VM also
-switches between fast and slow spells within seconds (the same entry 2x apart from one round to the
-next), which medians taken over all rounds mix in unevenly; the paired column is the median over
-rounds of each round's own ratio (entry / baseline, timed seconds apart), which such spells cancel
-out of as long as they last longer than a round. A pause
-before each timed call lets the previous runtime's worker threads stop spinning (ONNX Runtime and
-OpenMP pools spin-wait after a run, which would otherwise steal the 2 cores from the next entry).
+each round runs every entry once (in alternating order), and each entry's minimum over the rounds is
+compared. The VM also switches between fast and slow spells within seconds (the same entry 2x apart
+from one round to the next), which medians taken over all rounds mix in unevenly; the paired column is
+the median over rounds of each round's own ratio (entry / baseline, timed seconds apart), which such
+spells cancel out of as long as they last longer than a round. A pause before each timed call lets the
+previous runtime's worker threads stop spinning (ONNX Runtime and OpenMP pools spin-wait after a run,
+which would otherwise steal the 2 cores from the next entry).
 
     python bench/interleaved.py [--size 512x512] [--batch 1] [--rounds 15] [--baseline "openvino bf16"]
+                                [--entries "alnet_fast native bf16,openvino bf16"]
 """
 
 from __future__ import annotations
