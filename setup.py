@@ -1,4 +1,4 @@
-"""Build script: the Python package, the Triton kernels (kernels/ -> alnet_fast.kernels) and the native
+"""Build script: the Python package (Triton kernels included, in alnet_fast/backends/triton/) and the native
 extension (csrc/ -> alnet_fast._native, plus alnet_fast._native_cuda when nvcc is found).
 
 The extension is a plain pybind11 module that does not link libtorch, so it needs only a C++17 compiler,
@@ -195,8 +195,7 @@ class NinjaBuildExt(build_ext):
 
 
 setup(
-    packages=find_packages(include=["alnet_fast", "alnet_fast.*"]) + ["alnet_fast.kernels"],
-    package_dir={"alnet_fast.kernels": "kernels"},
+    packages=find_packages(include=["alnet_fast", "alnet_fast.*"]),
     package_data={"alnet_fast": ["weights/*.safetensors", "data/*"]},
     include_package_data=False,
     ext_modules=[Extension("alnet_fast._native", CPU_SOURCES, optional=True),

@@ -13,7 +13,7 @@ from .config import ALNetConfig
 from .errors import BackendUnavailable, CheckpointError, ImageReadError
 from .graph import FoldedALNet, count_parameters
 from .model import ALNet
-from .native import build_info
+from .backends.native.extension import build_info
 from .reparam import reparameterize
 from .segment import Segmenter
 

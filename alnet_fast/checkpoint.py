@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from .config import ALNetConfig
 from .errors import CheckpointError
 from .graph import FoldedALNet
-from .io import atomic_path
+from .atomic import atomic_path
 from .model import ALNet
 
 FORMAT_NAME = "alnet_fast"

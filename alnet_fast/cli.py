@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from . import __version__
-from .io import remove_unfinished
+from .atomic import remove_unfinished
 
 COMMANDS = ("segment", "export", "train", "eval")
 

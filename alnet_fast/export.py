@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .graph import FoldedALNet
-from .io import atomic_path
+from .atomic import atomic_path
 from .model import ALNet
 from .reparam import reparameterize
 

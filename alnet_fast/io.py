@@ -3,42 +3,22 @@
 Readers: PNG/JPEG/BMP via Pillow, TIFF (8/16-bit, float) via tifffile, DICOM slices via pydicom
 (modality rescale, then the VOI window when the file has one). NIfTI volumes: see alnet_fast.volumes.
 
-Writers are atomic: each writes a hidden temporary file in the destination folder and renames it into
-place (``os.replace``), so an interrupted run never leaves a half-written output under its final name.
+Writers are atomic (alnet_fast.atomic): an interrupted run never leaves a half-written output under its final
+name.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
-import secrets
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .atomic import atomic_path
 from .errors import ImageReadError
-
-TIFF_SUFFIXES = (".tif", ".tiff")
-DICOM_SUFFIXES = (".dcm", ".dicom")
-PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
+from .paths import DICOM_SUFFIXES, NIFTI_SUFFIXES, PILLOW_SUFFIXES, TIFF_SUFFIXES, full_suffix
 DICOM_MAGIC_OFFSET = 128  # the 128-byte preamble, then b"DICM" (PS3.10 section 7.1)
-
-
-def full_suffix(path: str | os.PathLike) -> str:
-    """The lower-case suffix, with ``.nii.gz`` kept whole: "a/b.NII.GZ" -> ".nii.gz", "x.png" -> ".png"."""
-    name = Path(path).name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
-
-
-def strip_suffix(path: str | os.PathLike) -> Path:
-    """The path without its (full) suffix: "a/brain.nii.gz" -> "a/brain"."""
-    path = Path(path)
-    suffix = full_suffix(path)
-    return path.with_name(path.name[: len(path.name) - len(suffix)]) if suffix else path
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
@@ -52,10 +32,6 @@ def is_dicom(path: str | os.PathLike) -> bool:
             return f.read(4) == b"DICM"
     except OSError:
         return False
-
-
-def is_nifti(path: str | os.PathLike) -> bool:
-    return full_suffix(path) in NIFTI_SUFFIXES
 
 
 def read_image(path: str | os.PathLike, window: bool = True) -> np.ndarray:
@@ -174,60 +150,6 @@ def _first(value) -> float | None:
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         return float(value[0]) if len(value) else None
     return float(value)
-
-
-# Atomic writers
-
-_UNFINISHED: set[Path] = set()  # temporaries created and not yet renamed into place or removed
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a hidden temporary path beside ``path`` (same suffix); on success rename it onto ``path``.
-
-    On any exception, KeyboardInterrupt included, the temporary file is removed and ``path`` is untouched.
-    An interrupt that lands between two steps here (before the ``try`` is entered, or inside the
-    handler) can outrun that cleanup: ``remove_unfinished()`` then deletes what is left. The CLI
-    calls it on Ctrl-C, and it runs at interpreter exit.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temporary(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        _UNFINISHED.discard(tmp)
-
-
-def _create_temporary(path: Path) -> Path:
-    """Create an empty ``.<name>.<random>.part<suffix>`` beside ``path``, listed in _UNFINISHED before it exists.
-
-    Mode 0o666 less the umask, as for any new file.
-    """
-    while True:
-        tmp = path.with_name(f".{strip_suffix(path).name}.{secrets.token_hex(4)}.part{full_suffix(path)}")
-        _UNFINISHED.add(tmp)
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except OSError as error:  # FileExistsError: a clash of random names, so draw again
-            _UNFINISHED.discard(tmp)
-            if not isinstance(error, FileExistsError):
-                raise
-
-
-@atexit.register
-def remove_unfinished() -> list[Path]:
-    """Delete the temporaries that interrupted atomic writes left behind; returns their paths."""
-    removed = sorted(_UNFINISHED)
-    for tmp in removed:
-        tmp.unlink(missing_ok=True)
-        _UNFINISHED.discard(tmp)
-    return removed
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:

@@ -19,8 +19,9 @@ import functools
 import torch
 from torch import Tensor
 
-from .backends import checks, select_backend
+from .backends import select_backend
 from .backends.base import OpTable
+from .backends.spec import OP_SPECS, out_shape
 
 
 @functools.cache
@@ -34,9 +35,9 @@ def _channels_last(y: Tensor) -> Tensor:
     return y.contiguous(memory_format=torch.channels_last)
 
 
-def _empty_like_nhwc(x: Tensor, channels: int, height: int, width: int) -> Tensor:
-    return torch.empty((x.shape[0], channels, height, width), dtype=x.dtype, device=x.device,
-                       memory_format=torch.channels_last)
+def _fake(x: Tensor, op: str, *args) -> Tensor:
+    """What ``op`` returns for these arguments, for tracers: channels_last, x's dtype and device."""
+    return torch.empty(out_shape(op, x, *args), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
 
 
 @torch.library.custom_op("alnet_fast::conv3x3_bias_relu", mutates_args=())
@@ -47,8 +48,7 @@ def _conv3x3_bias_relu(x: Tensor, weight: Tensor, bias: Tensor, stride: int, rel
 
 @_conv3x3_bias_relu.register_fake
 def _(x, weight, bias, stride, relu, backend):
-    h, w = x.shape[-2:]
-    return _empty_like_nhwc(x, weight.shape[0], (h - 1) // stride + 1, (w - 1) // stride + 1)
+    return _fake(x, "conv3x3_bias_relu", weight, bias, stride, relu)
 
 
 @torch.library.custom_op("alnet_fast::conv1x1_bias_relu", mutates_args=())
@@ -58,7 +58,7 @@ def _conv1x1_bias_relu(x: Tensor, weight: Tensor, bias: Tensor, relu: bool, back
 
 @_conv1x1_bias_relu.register_fake
 def _(x, weight, bias, relu, backend):
-    return _empty_like_nhwc(x, weight.shape[0], *x.shape[-2:])
+    return _fake(x, "conv1x1_bias_relu", weight, bias, relu)
 
 
 @torch.library.custom_op("alnet_fast::lraspp_gate", mutates_args=())
@@ -69,7 +69,7 @@ def _lraspp_gate(x: Tensor, w_feat: Tensor, b_feat: Tensor, w_gate: Tensor, b_ga
 
 @_lraspp_gate.register_fake
 def _(x, w_feat, b_feat, w_gate, b_gate, backend):
-    return _empty_like_nhwc(x, w_feat.shape[0], *x.shape[-2:])
+    return _fake(x, "lraspp_gate", w_feat, b_feat, w_gate, b_gate)
 
 
 @torch.library.custom_op("alnet_fast::upsample_add", mutates_args=())
@@ -79,7 +79,7 @@ def _upsample_add(x: Tensor, skip: Tensor, backend: str) -> Tensor:
 
 @_upsample_add.register_fake
 def _(x, skip, backend):
-    return _empty_like_nhwc(x, x.shape[1], *skip.shape[-2:])
+    return _fake(x, "upsample_add", skip)
 
 
 @torch.library.custom_op("alnet_fast::resize_bilinear", mutates_args=())
@@ -89,20 +89,20 @@ def _resize_bilinear(x: Tensor, height: int, width: int, backend: str) -> Tensor
 
 @_resize_bilinear.register_fake
 def _(x, height, width, backend):
-    return _empty_like_nhwc(x, x.shape[1], height, width)
+    return _fake(x, "resize_bilinear", (height, width))
 
 
 def conv3x3_bias_relu(x: Tensor, weight: Tensor, bias: Tensor, stride: int = 1, relu: bool = True,
                       backend: str = "auto") -> Tensor:
     """act(conv3x3(x, weight, padding 1, stride) + bias). x: [N, Cin, H, W], weight: [Cout, Cin, 3, 3],
     bias: [Cout] -> [N, Cout, ceil(H / stride), ceil(W / stride)]; stride 1 or 2; act = ReLU if ``relu``."""
-    checks.check_conv(x, weight, bias, 3, stride)
+    OP_SPECS["conv3x3_bias_relu"].check(x, weight, bias, stride, relu)
     return _conv3x3_bias_relu(x, weight, bias, stride, relu, backend)
 
 
 def conv1x1_bias_relu(x: Tensor, weight: Tensor, bias: Tensor, relu: bool = True, backend: str = "auto") -> Tensor:
     """act(conv1x1(x, weight) + bias). x: [N, Cin, H, W], weight: [Cout, Cin, 1, 1] -> [N, Cout, H, W]."""
-    checks.check_conv(x, weight, bias, 1)
+    OP_SPECS["conv1x1_bias_relu"].check(x, weight, bias, relu)
     return _conv1x1_bias_relu(x, weight, bias, relu, backend)
 
 
@@ -110,19 +110,19 @@ def lraspp_gate(x: Tensor, w_feat: Tensor, b_feat: Tensor, w_gate: Tensor, b_gat
                 backend: str = "auto") -> Tensor:
     """relu(conv1x1(x; w_feat, b_feat)) * hardsigmoid(conv1x1(mean_hw(x); w_gate, b_gate)).
     x: [N, Cin, H, W], w_feat / w_gate: [Cout, Cin, 1, 1], b_feat / b_gate: [Cout] -> [N, Cout, H, W]."""
-    checks.check_lraspp_gate(x, w_feat, b_feat, w_gate, b_gate)
+    OP_SPECS["lraspp_gate"].check(x, w_feat, b_feat, w_gate, b_gate)
     return _lraspp_gate(x, w_feat, b_feat, w_gate, b_gate, backend)
 
 
 def upsample_add(x: Tensor, skip: Tensor, backend: str = "auto") -> Tensor:
     """Bilinear (align_corners=False) resize of x [N, C, h, w] to skip's H x W, plus skip [N, C, H, W]."""
-    checks.check_upsample_add(x, skip)
+    OP_SPECS["upsample_add"].check(x, skip)
     return _upsample_add(x, skip, backend)
 
 
 def resize_bilinear(x: Tensor, size: tuple[int, int], backend: str = "auto") -> Tensor:
     """Bilinear (align_corners=False) resize of x [N, C, h, w] to size=(H, W)."""
-    checks.check_resize(x, size)
+    OP_SPECS["resize_bilinear"].check(x, size)
     return _resize_bilinear(x, int(size[0]), int(size[1]), backend)
 
 

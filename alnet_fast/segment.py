@@ -6,35 +6,12 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import ALNetConfig
 from .graph import FoldedALNet, count_parameters
 from .inputs import prepare_image, split_batch
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad the bottom/right of x [N, C, H, W] to multiples of ``multiple`` (reflect when it can, else replicate)."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
-
-
-def logits_to_probs(logits: torch.Tensor) -> torch.Tensor:
-    """[N, K, H, W] logits -> probabilities: sigmoid for one class ([N, H, W]), softmax over K otherwise."""
-    if logits.shape[1] == 1:
-        return torch.sigmoid(logits[:, 0])
-    return torch.softmax(logits, dim=1)
-
-
-def probs_to_mask(probs: np.ndarray, num_classes: int) -> np.ndarray:
-    """Probabilities -> uint8 labels: prob > 0.5 for one class ([..., H, W]), argmax over classes otherwise."""
-    if num_classes == 1:
-        return (probs > 0.5).astype(np.uint8)
-    return probs.argmax(axis=-3).astype(np.uint8)
+from .outputs import logits_to_probs, pad_to_multiple, probs_to_mask
+from .tiling import tiled_logits
 
 
 class Segmenter:
@@ -96,14 +73,14 @@ class Segmenter:
 
         tile: run through overlapping ``tile`` x ``tile`` tiles blended by a linear ramp (alnet_fast.tiling),
         which bounds memory for large images; ``overlap`` is the fraction of a tile shared with its neighbour.
+        The one place that decides between whole-image and tiled inference: every caller comes through here.
         """
-        if tile is not None:
-            from .tiling import predict_tiled
-
-            return predict_tiled(self, img, tile, overlap)
         items, batched = split_batch(img)
-        images = [prepare_image(item, self.config) for item in items]
-        probs = self._probabilities(images)
+        if tile is None:
+            probs = self._probabilities([prepare_image(item, self.config) for item in items])
+        else:  # one image at a time: only one normalised copy of a large image is held
+            probs = [logits_to_probs(tiled_logits(self, prepare_image(item, self.config), tile, overlap)[None])[0]
+                     .numpy() for item in items]
         if not batched:
             return probs[0]
         return np.stack(probs) if isinstance(img, torch.Tensor) else probs

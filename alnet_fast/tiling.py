@@ -27,8 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .inputs import prepare_image, split_batch
-from .segment import logits_to_probs, pad_to_multiple
+from .outputs import pad_to_multiple
 
 
 def tile_origins(size: int, tile: int, step: int, multiple: int = 32) -> list[int]:
@@ -67,7 +66,9 @@ def check_tile(tile: int, multiple: int = 32) -> None:
 def tiled_logits(segmenter, x: torch.Tensor, tile: int = 512, overlap: float = 0.25) -> torch.Tensor:
     """Blended logits of one normalised image. x: [C, H, W] -> float32 [K, H, W] on CPU.
 
-    The network sees at most ``segmenter.batch_size`` tiles of tile x tile pixels at a time.
+    segmenter: a Segmenter (its ``logits``, ``config`` and ``batch_size``); the network sees at most
+    ``segmenter.batch_size`` tiles of tile x tile pixels at a time. ``Segmenter.predict(img, tile=...)`` is
+    how callers reach this.
     """
     multiple = segmenter.config.output_stride
     check_tile(tile, multiple)
@@ -89,18 +90,3 @@ def tiled_logits(segmenter, x: torch.Tensor, tile: int = 512, overlap: float = 0
             total[:, y:y + th, x0:x0 + tw] += logits * weight
             weight_sum[y:y + th, x0:x0 + tw] += weight
     return (total / weight_sum)[:, :h, :w]
-
-
-def tiled_probabilities(segmenter, item, tile: int, overlap: float) -> np.ndarray:
-    """One image (any input ``Segmenter.predict`` accepts) -> float32 [H, W] or [K, H, W] probabilities."""
-    logits = tiled_logits(segmenter, prepare_image(item, segmenter.config), tile, overlap)
-    return logits_to_probs(logits[None])[0].numpy()
-
-
-def predict_tiled(segmenter, img, tile: int = 512, overlap: float = 0.25):
-    """Like ``Segmenter.predict`` (same inputs, same outputs), through overlapping tiles of tile x tile."""
-    items, batched = split_batch(img)
-    probs = [tiled_probabilities(segmenter, item, tile, overlap) for item in items]
-    if not batched:
-        return probs[0]
-    return np.stack(probs) if isinstance(img, torch.Tensor) else probs

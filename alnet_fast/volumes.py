@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import ImageReadError
-from .io import atomic_path, is_nifti, optional_import
+from .atomic import atomic_path
+from .io import optional_import
+from .paths import is_nifti
+from .outputs import probs_to_mask
 
 if TYPE_CHECKING:
     import nibabel
@@ -70,15 +73,8 @@ def stack_slices(slices: list[np.ndarray], axis: int) -> np.ndarray:
 def segment_nifti(segmenter, path: str | os.PathLike, axis: int = 2, tile: int | None = None,
                   overlap: float = 0.25) -> VolumeResult:
     """Segment every slice of a NIfTI volume along ``axis``; tile > 0 tiles large slices (see tiling)."""
-    from .segment import probs_to_mask
-    from .tiling import predict_tiled
-
     image, volume = read_nifti(path)
-    slices = volume_slices(volume, axis)
-    if tile:
-        probs = predict_tiled(segmenter, slices, tile, overlap)
-    else:
-        probs = segmenter.predict(slices)
+    probs = segmenter.predict(volume_slices(volume, axis), tile=tile or None, overlap=overlap)
     k = segmenter.config.num_classes
     masks = [probs_to_mask(p, k) for p in probs]
     return VolumeResult(stack_slices(masks, axis), stack_slices(probs, axis), image)

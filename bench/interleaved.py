@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from test_end_to_end import ENTRIES, check_against_reference, runner_for
+from entries import ENTRIES, check_against_reference, runner_for
 from workload import SIZES, bench_input, reference_logits
 
 PAUSE_S = 0.5

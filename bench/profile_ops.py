@@ -19,7 +19,7 @@ import torch
 
 import alnet_fast
 from alnet_fast.export import INPUT_NAME
-from test_end_to_end import folded_onnx_path
+from entries import folded_onnx_path
 from workload import SIZES, bench_input, bench_model
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

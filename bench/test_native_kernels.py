@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alnet_fast import native
-from alnet_fast.backends.native_ops import NativeOps
+from alnet_fast.backends import native
+from alnet_fast.backends.native import NativeOps
 from alnet_fast.backends.torch_ops import TorchOps
 
 pytestmark = pytest.mark.skipif(native.cpu_module() is None, reason=f"{native.cpu_unavailable_reason()}")

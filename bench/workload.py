@@ -12,7 +12,7 @@ import alnet_fast
 from alnet_fast.checkpoint import load_model
 from alnet_fast.graph import count_parameters
 from alnet_fast.inputs import prepare_image
-from alnet_fast.segment import pad_to_multiple
+from alnet_fast.outputs import pad_to_multiple
 from alnet_fast.testing import random_alnet
 
 # (H, W): the paper's two input sizes. Inputs are padded to multiples of 32 exactly as the Segmenter

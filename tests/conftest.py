@@ -24,7 +24,7 @@ ISA_LEVELS = ("scalar", "avx2", "avx512", "avx512_bf16", "amx_bf16")
 
 
 def _supported_isas() -> list[str]:
-    from alnet_fast import native
+    from alnet_fast.backends import native
 
     module = native.cpu_module()
     if module is None:
@@ -37,7 +37,7 @@ def _supported_isas() -> list[str]:
 def isa(request):
     """Runs the test with the native CPU kernels dispatched to one SIMD level (each one this CPU has), then
     restores the detected one."""
-    from alnet_fast import native
+    from alnet_fast.backends import native
 
     module = native.cpu_module()
     detected = module.build_info()["isa_detected"]

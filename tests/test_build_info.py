@@ -11,9 +11,10 @@ import subprocess
 import pytest
 import torch
 
-from alnet_fast import BackendUnavailable, native
+from alnet_fast import BackendUnavailable
 from alnet_fast.backends import get_backend, select_backend
-from alnet_fast.backends.native_ops import NativeOps
+from alnet_fast.backends.native import NativeOps
+from alnet_fast.backends.native import extension as native
 
 
 def _cpu_flags() -> set[str]:

@@ -14,8 +14,7 @@ import alnet_fast
 import alnet_fast.cli
 from alnet_fast.commands import segment as segment_command
 from alnet_fast.commands.segment import render_overlay
-from alnet_fast.io import atomic_path
-from alnet_fast.tiling import predict_tiled
+from alnet_fast.atomic import atomic_path
 from alnet_fast.volumes import segment_nifti
 
 SMALL = alnet_fast.ALNetConfig(in_channels=1, widths=(8, 8, 16, 16, 32), depths=(1, 1, 1, 1, 1),
@@ -126,7 +125,7 @@ def test_globs_select_files_and_tiles_match_the_api(tmp_path, checkpoint, segmen
     assert cli("segment", inputs / "*.png", "-o", out, "--model", checkpoint, "--tile", 64, "-q",
                "--backend", "torch") == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "big.png"]
-    tiled = (predict_tiled(segmenter, big, tile=64, overlap=0.25) > 0.5).astype(np.uint8)
+    tiled = (segmenter.predict(big, tile=64, overlap=0.25) > 0.5).astype(np.uint8)
     np.testing.assert_array_equal(np.asarray(Image.open(out / "big.png")), tiled)
     assert "2 segmented" in capsys.readouterr().out
 

@@ -12,7 +12,7 @@ import torch
 import alnet_fast
 from alnet_fast.export import INPUT_NAME, export_onnx
 from alnet_fast.inputs import prepare_image
-from alnet_fast.segment import pad_to_multiple
+from alnet_fast.outputs import pad_to_multiple
 
 SMALL = alnet_fast.ALNetConfig(in_channels=1, num_classes=3, widths=(8, 8, 16, 16, 32), depths=(1, 1, 1, 1, 1),
                                context_channels=16, decoder_channels=16)

@@ -14,7 +14,7 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut, apply_windowing
 
 import alnet_fast
-from alnet_fast import io
+from alnet_fast import atomic, io, paths
 from alnet_fast.errors import ImageReadError
 from alnet_fast.volumes import read_nifti, segment_nifti, stack_slices, volume_slices, write_nifti_like
 
@@ -202,7 +202,7 @@ def test_ctrl_c_at_every_line_of_an_atomic_write_leaves_no_temporary(tmp_path):
 
     target = tmp_path / "mask.png"
     old, new = np.zeros((8, 8), np.uint8), np.full((8, 8), 7, np.uint8)
-    files = (io.__file__, contextlib.__file__)
+    files = (io.__file__, atomic.__file__, paths.__file__, contextlib.__file__)
     interrupted = 0
     for k in range(1, 200):
         io.write_png(target, old)
@@ -213,20 +213,20 @@ def test_ctrl_c_at_every_line_of_an_atomic_write_leaves_no_temporary(tmp_path):
             interrupted += 1
         finally:
             sys.settrace(None)
-        io.remove_unfinished()
+        atomic.remove_unfinished()
         assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.png"], k
         assert io.read_image(target).tolist() in (old.tolist(), new.tolist()), k
         if interrupted < k:  # the k-th line was never reached: every point has been tried
             break
-    assert 10 < interrupted < 199 and not io._UNFINISHED
+    assert 10 < interrupted < 199 and not atomic._UNFINISHED
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # the usual mode of a new file, not mkstemp's 0600
 
 
 def test_suffix_helpers():
-    assert io.full_suffix("a/b.NII.GZ") == ".nii.gz" and io.full_suffix("x.png") == ".png"
-    assert str(io.strip_suffix("a/brain.nii.gz")) == "a/brain" and str(io.strip_suffix("IM0001")) == "IM0001"
+    assert paths.full_suffix("a/b.NII.GZ") == ".nii.gz" and paths.full_suffix("x.png") == ".png"
+    assert str(paths.strip_suffix("a/brain.nii.gz")) == "a/brain" and str(paths.strip_suffix("IM0001")) == "IM0001"
     with pytest.raises(ValueError, match="uint8"):
         io.write_png("never.png", np.zeros((4, 4), np.float32))
 

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 from conftest import requires_cuda
 
-from alnet_fast import native, reparameterize
-from alnet_fast.backends.native_ops import NativeOps
+from alnet_fast import reparameterize
+from alnet_fast.backends import native
+from alnet_fast.backends.native import NativeOps
 from alnet_fast.testing import random_alnet
 
 pytestmark = [requires_cuda, pytest.mark.gpu,

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import alnet_fast
-from alnet_fast.backends.triton_ops import TritonOps
+from alnet_fast.backends.triton.ops import TritonOps
 from alnet_fast.testing import dice, random_alnet
 from conftest import requires_cuda
 
@@ -107,7 +107,7 @@ def test_lraspp_gate_kernel_full_size(dtype):
 
 
 def test_autotuned_kernels_are_cached_per_device():
-    from alnet_fast.kernels.conv3x3 import _autotuned_conv
+    from alnet_fast.backends.triton.conv3x3 import _autotuned_conv
 
     x = torch.randn(1, 16, 33, 35, device="cuda")
     TritonOps().conv3x3_bias_relu(x, torch.randn(24, 16, 3, 3, device="cuda"), torch.randn(24, device="cuda"), 1, True)

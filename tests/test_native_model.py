@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import alnet_fast
-from alnet_fast import ALNetConfig, native, reparameterize
-from alnet_fast.backends.native_ops import NativeOps
+from alnet_fast import ALNetConfig, reparameterize
+from alnet_fast.backends import native
+from alnet_fast.backends.native import NativeOps
 from alnet_fast.testing import dice, random_alnet
 
 pytestmark = pytest.mark.skipif(native.cpu_module() is None, reason=f"{native.cpu_unavailable_reason()}")
@@ -58,11 +59,11 @@ def test_load_native_segmenter():
 def test_load_under_inference_mode_packs_weights_once(monkeypatch, dtype):
     """Weights folded under a caller's inference_mode would be inference tensors (no version counter), which the
     pack cache cannot trust: load() builds them outside it, so the second forward repacks nothing."""
-    import alnet_fast.backends.native_ops as native_ops
+    import alnet_fast.backends.native.packing as native_packing
 
     packs = []
-    real_pack = native_ops.pack_cpu_conv
-    monkeypatch.setattr(native_ops, "pack_cpu_conv", lambda *args: packs.append(1) or real_pack(*args))
+    real_pack = native_packing.pack_cpu_conv
+    monkeypatch.setattr(native_packing, "pack_cpu_conv", lambda *args: packs.append(1) or real_pack(*args))
     with torch.inference_mode():
         seg = alnet_fast.load(random_alnet(seed=4), backend="native", device="cpu", dtype=dtype)
         assert not any(p.is_inference() for p in seg.model.parameters())

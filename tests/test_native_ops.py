@@ -13,8 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alnet_fast import native
-from alnet_fast.backends.native_ops import NativeOps, pack_cpu_conv
+from alnet_fast.backends import native
+from alnet_fast.backends.native import NativeOps
+from alnet_fast.backends.native.packing import pack_cpu_conv
 
 pytestmark = pytest.mark.skipif(native.cpu_module() is None, reason=f"{native.cpu_unavailable_reason()}")
 
@@ -164,7 +165,7 @@ def test_conv_reads_and_writes_bordered_buffers(isa, dtype, case):
     x_buffer, _ = bordered(x, x_pad, slack=native.cpu_module().bordered_slack_pixels() if x_pad else 0)
     y_buffer, y = bordered(torch.empty_like(expected), y_pad, fill=SENTINEL)
     y.fill_(float("nan"))
-    ops.cpu_conv_call(x_buffer.data_ptr(), dtype, 2, 9, 13, wt, b, stride, True, y_buffer.data_ptr(), x_pad, y_pad)()
+    ops.cpu.conv(x_buffer.data_ptr(), dtype, 2, 9, 13, wt, b, stride, True, y_buffer.data_ptr(), x_pad, y_pad)()
     assert torch.equal(y_buffer, bordered(expected, y_pad)[0])
 
 
@@ -175,7 +176,7 @@ def test_bilinear_writes_inside_a_border(isa, channels):
     expected = ops.upsample_add(x, skip)
     y_buffer, y = bordered(torch.empty_like(expected), 1, fill=SENTINEL)
     x, skip = x.contiguous(memory_format=torch.channels_last), skip.contiguous(memory_format=torch.channels_last)
-    ops.cpu_bilinear_call(x.data_ptr(), x.dtype, 2, 5, 7, channels, (10, 14), skip.data_ptr(), y_buffer.data_ptr(),
+    ops.cpu.bilinear(x.data_ptr(), x.dtype, 2, 5, 7, channels, (10, 14), skip.data_ptr(), y_buffer.data_ptr(),
                           1)()
     assert torch.equal(y_buffer, bordered(expected, 1)[0])
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 import alnet_fast
-from alnet_fast import ALNetConfig, native, reparameterize
-from alnet_fast.backends.native_ops import NativeOps
-from alnet_fast.backends.native_plan import NativePlan, border_widths, buffer_elements, record_ops, share_buffers
+from alnet_fast import ALNetConfig, reparameterize
+from alnet_fast.backends import native
+from alnet_fast.backends.native import NativeOps
+from alnet_fast.backends.native.plan import NativePlan, border_widths, buffer_elements, record_ops, share_buffers
 from alnet_fast.testing import random_alnet
 
 pytestmark = pytest.mark.skipif(native.cpu_module() is None, reason=f"{native.cpu_unavailable_reason()}")
@@ -25,7 +26,7 @@ def folded(config: ALNetConfig | None = None, seed: int = 0, dtype: torch.dtype 
 def test_plan_is_bit_identical_to_the_op_by_op_run(isa, dtype, config, shape):
     model = folded(config, seed=shape[-1], dtype=dtype)
     ops = NativeOps()
-    plan = NativePlan(ops, model, shape, dtype)
+    plan = NativePlan(ops.cpu, model, shape, dtype)
     for _ in range(2):  # a second input: borders the first run left must still be zero
         x = torch.randn(shape).to(dtype)
         out = plan(x)
@@ -38,7 +39,7 @@ def test_plan_matches_the_multibranch_model():
     x = torch.randn(2, 1, 96, 128)
     with torch.no_grad():
         ref = model(x)
-        out = NativePlan(NativeOps(), reparameterize(model), tuple(x.shape), torch.float32)(x)
+        out = NativePlan(NativeOps().cpu, reparameterize(model), tuple(x.shape), torch.float32)(x)
     # The foundation's parity bound: fp32, only folding and accumulation order differ.
     assert (out - ref).abs().max().item() <= 1e-5 * ref.abs().max().item() + 1e-6
 
@@ -137,7 +138,7 @@ def test_plan_calls_from_threads_do_not_mix():
 
 
 def test_plan_rejects_another_shape():
-    plan = NativePlan(NativeOps(), folded(), (1, 3, 64, 64), torch.float32)
+    plan = NativePlan(NativeOps().cpu, folded(), (1, 3, 64, 64), torch.float32)
     with pytest.raises(ValueError, match="shape"):
         plan(torch.randn(1, 3, 64, 96))
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alnet_fast import native
-from alnet_fast.backends.native_ops import NativeOps, pack_cpu_conv, pack_cpu_winograd
+from alnet_fast.backends import native
+from alnet_fast.backends.native import NativeOps
+from alnet_fast.backends.native.packing import pack_cpu_conv, pack_cpu_winograd
 
 pytestmark = pytest.mark.skipif(native.cpu_module() is None, reason=f"{native.cpu_unavailable_reason()}")
 
@@ -156,5 +157,5 @@ def test_prepare_packs_stride1_convs_only(module):
     convs = torch.nn.ModuleList([FoldedConv(*make_conv(1, 32, 32, 1, 1)[1:], stride=s) for s in (1, 2)])
     ops = NativeOps()
     ops.prepare(convs)
-    packed = {key for key in ops._packs._entries if key[1] == "cpu-fp32-winograd"}
+    packed = {key for key in ops.weights._packs._entries if key[1] == "cpu-fp32-winograd"}
     assert packed == {(id(convs[0].weight), "cpu-fp32-winograd")}

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 import alnet_fast.ops
 from alnet_fast import BackendUnavailable
-from alnet_fast.backends import OP_NAMES, backend_names, get_backend, triton_ops
+from alnet_fast.backends import OP_NAMES, backend_names, get_backend
+from alnet_fast.backends.triton import ops as triton_ops
 from alnet_fast.backends.torch_ops import TORCH_OPS
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -125,7 +126,7 @@ def test_unusable_backends_raise_backend_unavailable_with_the_reason():
 
 def test_triton_on_cpu_without_the_interpreter_says_how_to_enable_it(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    # cwd away from the checkout: the source tree's alnet_fast/ lacks the installed alnet_fast.kernels
+    # cwd away from the checkout, so that Python imports the installed package (with its built extension)
     code = ("from alnet_fast.backends import get_backend\n"
             "try:\n    get_backend('triton', 'cpu')\nexcept Exception as e:\n    print(type(e).__name__, e)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,

@@ -6,7 +6,7 @@ import torch
 
 import alnet_fast
 from alnet_fast.inputs import prepare_image
-from alnet_fast.tiling import overlap_pixels, predict_tiled, ramp, tile_origins, tiled_logits
+from alnet_fast.tiling import overlap_pixels, ramp, tile_origins, tiled_logits
 
 SMALL = alnet_fast.ALNetConfig(in_channels=1, widths=(8, 8, 16, 16, 32), depths=(1, 1, 1, 1, 1),
                                context_channels=16, decoder_channels=16)
@@ -78,12 +78,12 @@ def test_overlap_is_rounded_to_multiples_of_32_and_validated():
 @pytest.mark.parametrize("tile", [48, 100, 0, 32])
 def test_bad_tile_sizes_are_refused(trained, tile):
     with pytest.raises(ValueError, match="tile must be"):
-        predict_tiled(trained, np.zeros((80, 80), np.uint8), tile=tile)
+        trained.predict(np.zeros((80, 80), np.uint8), tile=tile)
 
 
 def test_image_fitting_one_tile_is_bit_identical_to_whole_image(trained):
     image, _ = blobs(100, 90, 4, seed=1)  # padded to 128 x 96: one 128 tile
-    assert np.array_equal(predict_tiled(trained, image, tile=128), trained.predict(image))
+    assert np.array_equal(trained.predict(image, tile=128), trained.predict(image))
 
 
 def test_tiled_masks_match_whole_image_masks(trained):
@@ -95,7 +95,7 @@ def test_tiled_masks_match_whole_image_masks(trained):
     whole = trained.segment(image)
     assert dice(whole.astype(bool), truth) > 0.8  # the model really segments the disks
     for tile in (128, 256):
-        tiled = (predict_tiled(trained, image, tile=tile, overlap=0.25) > 0.5).astype(np.uint8)
+        tiled = (trained.predict(image, tile=tile, overlap=0.25) > 0.5).astype(np.uint8)
         assert tiled.shape == whole.shape
         assert dice(tiled.astype(bool), whole.astype(bool)) >= 0.99, tile
 
@@ -118,10 +118,10 @@ def test_network_sees_bounded_batches_of_tiles(trained, monkeypatch):
     assert all(n <= 4 and (h, w) == (128, 128) for n, _, h, w in shapes)
 
 
-def test_predict_tiled_accepts_batches_like_predict(trained):
+def test_tiled_predict_accepts_batches_like_whole_image_predict(trained):
     images = [blobs(200, 150, 5, seed=s)[0] for s in range(2)]
-    out = predict_tiled(trained, images, tile=64)
+    out = trained.predict(images, tile=64)
     assert isinstance(out, list) and [p.shape for p in out] == [(200, 150)] * 2
     assert all(p.dtype == np.float32 and 0 <= p.min() and p.max() <= 1 for p in out)
-    stacked = predict_tiled(trained, torch.rand(2, 1, 70, 70), tile=64)
+    stacked = trained.predict(torch.rand(2, 1, 70, 70), tile=64)
     assert stacked.shape == (2, 70, 70)

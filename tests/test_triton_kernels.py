@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alnet_fast.kernels.bilinear import resize_bilinear
-from alnet_fast.kernels.conv3x3 import K_ALIGN, conv_bias_act, pack_conv_weight
-from alnet_fast.kernels.lraspp_gate import channel_mean, hardsigmoid_gate, lraspp_gate
+from alnet_fast.backends.triton.bilinear import resize_bilinear
+from alnet_fast.backends.triton.conv3x3 import K_ALIGN, conv_bias_act, pack_conv_weight
+from alnet_fast.backends.triton.lraspp_gate import channel_mean, hardsigmoid_gate, lraspp_gate
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 RTOL = {torch.float32: 1e-5, torch.float16: 1e-3}

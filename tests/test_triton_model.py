@@ -62,7 +62,7 @@ def test_load_binds_the_triton_backend_and_packs_weights_once(model_and_referenc
     seg = alnet_fast.load(model, backend="triton", device=DEVICE)
     assert seg.backend == "triton" and "triton (requested)" in repr(seg)
 
-    from alnet_fast.backends import triton_ops
+    from alnet_fast.backends.triton import ops as triton_ops
     packs = []
     pack = triton_ops.pack_conv_weight
     monkeypatch.setattr(triton_ops, "pack_conv_weight", lambda *a: packs.append(1) or pack(*a))

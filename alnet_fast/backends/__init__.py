@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import BackendUnavailable
-from .base import OP_NAMES, OpTable
+from .base import OpTable
+from .spec import OP_NAMES
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,8 @@ def select_backend(name: str, device: torch.device | str, dtype: torch.dtype = t
 
 
 register_backend(BackendSpec("torch", "alnet_fast.backends.torch_ops", "TorchOps", {"cpu": 100, "cuda": 100}))
-register_backend(BackendSpec("triton", "alnet_fast.backends.triton_ops", "TritonOps", {"cuda": 10}))
-register_backend(BackendSpec("native", "alnet_fast.backends.native_ops", "NativeOps", {"cpu": 10, "cuda": 20}))
+register_backend(BackendSpec("triton", "alnet_fast.backends.triton.ops", "TritonOps", {"cuda": 10}))
+register_backend(BackendSpec("native", "alnet_fast.backends.native.ops", "NativeOps", {"cpu": 10, "cuda": 20}))
 
 __all__ = ["OP_NAMES", "OpTable", "BackendSpec", "register_backend", "backend_names", "get_backend",
            "select_backend"]

@@ -1,25 +1,14 @@
 """The op table: the seam between the folded graph and every backend.
 
-Every backend subclasses ``OpTable`` and implements each op in ``OP_NAMES`` with these signatures
-(x in any memory format; weights in PyTorch's conv layout):
-
-- ``conv3x3_bias_relu(x, weight, bias, stride, relu)``: x [N, Cin, H, W], weight [Cout, Cin, 3, 3],
-  bias [Cout] -> [N, Cout, ceil(H / stride), ceil(W / stride)]; padding 1.
-- ``conv1x1_bias_relu(x, weight, bias, relu)``: weight [Cout, Cin, 1, 1] -> [N, Cout, H, W].
-- ``lraspp_gate(x, w_feat, b_feat, w_gate, b_gate)``: relu(conv1x1(x; w_feat, b_feat)) *
-  hardsigmoid(conv1x1(mean_hw(x); w_gate, b_gate)) -> [N, Cout, H, W].
-- ``upsample_add(x, skip)``: bilinear (align_corners=False) resize of x [N, C, h, w] to skip's
-  H x W, plus skip [N, C, H, W] -> [N, C, H, W].
-- ``resize_bilinear(x, size)``: bilinear (align_corners=False) resize to size=(H, W).
+Every backend subclasses ``OpTable`` and implements each op in ``OP_NAMES`` (what each computes, its
+argument checks and output shape: ``spec.py``), x in any memory format, weights in PyTorch's conv layout.
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import checks
-
-OP_NAMES = ("conv3x3_bias_relu", "conv1x1_bias_relu", "lraspp_gate", "upsample_add", "resize_bilinear")
+from .spec import OP_NAMES, OP_SPECS
 
 
 class OpTable:
@@ -50,23 +39,23 @@ class OpTable:
     # Public ops: checked here once, for every backend; backends implement the underscored methods.
 
     def conv3x3_bias_relu(self, x, weight, bias, stride: int = 1, relu: bool = True):
-        checks.check_conv(x, weight, bias, 3, stride)
+        OP_SPECS["conv3x3_bias_relu"].check(x, weight, bias, stride, relu)
         return self._conv3x3_bias_relu(x, weight, bias, stride, relu)
 
     def conv1x1_bias_relu(self, x, weight, bias, relu: bool = True):
-        checks.check_conv(x, weight, bias, 1)
+        OP_SPECS["conv1x1_bias_relu"].check(x, weight, bias, relu)
         return self._conv1x1_bias_relu(x, weight, bias, relu)
 
     def lraspp_gate(self, x, w_feat, b_feat, w_gate, b_gate):
-        checks.check_lraspp_gate(x, w_feat, b_feat, w_gate, b_gate)
+        OP_SPECS["lraspp_gate"].check(x, w_feat, b_feat, w_gate, b_gate)
         return self._lraspp_gate(x, w_feat, b_feat, w_gate, b_gate)
 
     def upsample_add(self, x, skip):
-        checks.check_upsample_add(x, skip)
+        OP_SPECS["upsample_add"].check(x, skip)
         return self._upsample_add(x, skip)
 
     def resize_bilinear(self, x, size):
-        checks.check_resize(x, size)
+        OP_SPECS["resize_bilinear"].check(x, size)
         return self._resize_bilinear(x, tuple(size))
 
     def _conv3x3_bias_relu(self, x, weight, bias, stride, relu):

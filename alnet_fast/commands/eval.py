@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from ..api import load
-from ..io import atomic_path
+from ..atomic import atomic_path
 from ..train import DATASET_CONFIGS, load_dataset, summarise
-from .train import read_pairs
+from .common import read_pairs
 
 
 def add_parser(subparsers) -> None:

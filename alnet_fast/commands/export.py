@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..export import DEFAULT_OPSET, export_onnx
-from .segment import add_model_argument, require_model
+from .common import add_model_argument, require_model
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

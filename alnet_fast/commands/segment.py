@@ -20,15 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import ImageReadError
-from ..io import (DICOM_SUFFIXES, NIFTI_SUFFIXES, PILLOW_SUFFIXES, TIFF_SUFFIXES, full_suffix, is_dicom, is_nifti,
-                  read_image, strip_suffix, write_png, write_tiff)
-from ..segment import probs_to_mask
+from ..io import is_dicom, read_image, write_png, write_tiff
+from ..paths import (DICOM_SUFFIXES, NIFTI_SUFFIXES, PILLOW_SUFFIXES, TIFF_SUFFIXES, full_suffix, is_nifti,
+                     strip_suffix)
+from ..outputs import probs_to_mask
+from .common import DTYPES, add_model_argument, load_segmenter, positive_int
 
-DEFAULT_MODEL = "nuclei"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 IMAGE_SUFFIXES = PILLOW_SUFFIXES + TIFF_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES
 PALETTE = np.array([(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
                     (70, 240, 240), (240, 50, 230), (210, 245, 60)], dtype=np.float32)
@@ -49,9 +48,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="auto", help="auto, torch, triton or native (default: auto)")
     parser.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="compute dtype")
-    parser.add_argument("--batch-size", type=_positive_int, default=4, metavar="N",
+    parser.add_argument("--batch-size", type=positive_int, default=4, metavar="N",
                         help="images (or tiles) per forward pass (default: 4)")
-    parser.add_argument("--tile", type=_positive_int, default=None, metavar="PX",
+    parser.add_argument("--tile", type=positive_int, default=None, metavar="PX",
                         help="segment in overlapping PX x PX tiles (a multiple of 32, e.g. 512) for large images")
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default: 0.25)")
     parser.add_argument("--overlay", action="store_true", help="also write REL_overlay.png (2-D inputs)")
@@ -64,16 +63,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 @dataclass
@@ -185,13 +174,6 @@ class SegmentRun:
         self.bar.write(f"alnet-fast segment: failed{where}: {exc}", file=sys.stderr)
         self.bar.update(1)
 
-    def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        if self.args.tile:
-            from ..tiling import predict_tiled
-
-            return predict_tiled(self.segmenter, images, self.args.tile, self.args.overlap)
-        return self.segmenter.predict(images)
-
     def images(self, jobs: list[Job]) -> None:
         """2-D inputs, read and segmented together (one batch); an input that fails is redone alone."""
         loaded = []
@@ -203,7 +185,8 @@ class SegmentRun:
         if not loaded:
             return
         try:
-            probs = self.predict([image for _, image in loaded])
+            probs = self.segmenter.predict([image for _, image in loaded], tile=self.args.tile,
+                                           overlap=self.args.overlap)
         except INPUT_ERRORS as exc:
             if len(loaded) == 1:
                 self.fail(loaded[0][0], exc)
@@ -256,31 +239,6 @@ class SegmentRun:
                 pending = []
         if pending:
             self.images(pending)
-
-
-def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    """``--model NAME|PATH``, shared by every command that runs a model."""
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"bundled model name or checkpoint path (default: {DEFAULT_MODEL})")
-
-
-def require_model(source: str) -> None:
-    """FileNotFoundError (one line) unless ``source`` is a checkpoint file or a bundled model's name."""
-    from .. import bundled_models
-
-    if not Path(source).is_file() and source not in bundled_models():
-        hint = f"bundled models: {', '.join(bundled_models())}" if bundled_models() else "no model is bundled"
-        raise FileNotFoundError(f"model {source!r} is neither a checkpoint file nor a bundled model "
-                                f"({hint}); pass --model PATH")
-
-
-def load_segmenter(args: argparse.Namespace):
-    """The Segmenter ``args`` ask for; one-line errors for a missing model or an unusable backend."""
-    from .. import load
-
-    require_model(args.model)
-    return load(args.model, backend=args.backend, device=args.device, dtype=DTYPES[args.dtype],
-                batch_size=args.batch_size)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,17 +9,10 @@ import numpy as np
 import torch
 
 from ..config import ALNetConfig
-from ..io import read_image
 from ..train import DATASET_CONFIGS, TrainSettings, load_dataset, train
 from ..train.augment import Augmentation
 from ..train.datasets import Sample
-
-
-def read_pairs(images: list[str], masks: list[str]) -> list[Sample]:
-    """(raw image, boolean mask) for each image file and the mask file at the same position."""
-    if len(images) != len(masks):
-        raise ValueError(f"{len(images)} image files but {len(masks)} mask files; pass them in matching order")
-    return [(read_image(i), read_image(m) != 0) for i, m in zip(images, masks)]
+from .common import read_pairs
 
 
 def split_validation(samples: list[Sample], fraction: float) -> tuple[list[Sample], list[Sample]]:

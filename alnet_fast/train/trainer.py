@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 from ..checkpoint import save
 from ..config import ALNetConfig
 from ..inputs import prepare_image
-from ..io import atomic_path
+from ..atomic import atomic_path
 from ..model import ALNet
-from ..segment import pad_to_multiple
+from ..outputs import pad_to_multiple
 from .augment import Augmentation, augment, random_crop
 from .datasets import Sample
 from .heads import AuxiliaryHeads

@@ -19,6 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..spec import conv_out_size
 from .runtime import check_input_precision, is_interpreted, lazy_autotuner, on_device
 
 K_ALIGN = 16  # tl.dot needs K >= 16: pad Cin to a multiple of this in the packed weight
@@ -134,23 +135,18 @@ _autotuned_conv = lazy_autotuner(
     prune_configs_by={"early_config_prune": _prune})
 
 
-def out_size(size: int, stride: int) -> int:
-    """Output extent of a 3x3/pad-1 (or 1x1/pad-0) conv: ceil(size / stride)."""
-    return (size - 1) // stride + 1
-
-
 def conv_bias_act(x: torch.Tensor, packed: PackedConv, stride: int = 1, relu: bool = True,
                   gate: torch.Tensor | None = None, input_precision: str = "ieee") -> torch.Tensor:
     """act(conv(x) + bias) (* gate[:, :, None, None]).
 
     x: [N, Cin, H, W] (any memory format; NHWC is fastest), gate: fp32 [N, Cout] or None
     -> [N, Cout, ceil(H / stride), ceil(W / stride)] channels_last, x's dtype.
-    Arguments are assumed validated (alnet_fast.backends.checks).
+    Arguments are assumed validated (``spec.OP_SPECS``' checks).
     """
     check_input_precision(input_precision)
     x = x.contiguous(memory_format=torch.channels_last)
     n, cin, h, w = x.shape
-    ho, wo = out_size(h, stride), out_size(w, stride)
+    ho, wo = conv_out_size(h, stride), conv_out_size(w, stride)
     cout = packed.cout
     y = torch.empty((n, cout, ho, wo), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
     weight, bias = packed.weight.to(x.dtype), packed.bias

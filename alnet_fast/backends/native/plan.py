@@ -1,15 +1,14 @@
 """NativePlan: a folded model's whole forward pass on the CPU kernels, bound once per input shape.
 
 Running the graph op by op through the op table costs two things the kernels do not need:
-- the table's argument checks, layout conversions, output allocations and weight-pack lookups, about 25 us
-  per op (0.8 ms of a 512x512 bf16 forward pass of 33 ops, measured with the kernels stubbed out);
+- the table's argument checks, layout conversions, output allocations and weight-pack lookups on every op;
 - a copy of every 3x3 conv's input into a zero-padded scratch buffer.
 A plan records the op sequence once (``record_ops``, on meta tensors), gives every activation a preallocated
-NHWC buffer, and binds each kernel call to its buffers (``NativeOps.cpu_*_call``). An activation that only
+NHWC buffer, and binds each kernel call to its buffers (``CpuCalls``). An activation that only
 convs read, one of them 3x3, lives inside a zero border of one pixel that its producer writes around
 (y_pad), zeroing the border, and its readers read in place (x_pad). Activations whose lifetimes do not
 overlap share a buffer, whatever their shapes (``share_buffers``): fewer bytes to bring into the caches on
-each call (at 512x512 in bf16, 18 buffers of 20 MB in all become 7 of 11 MB). A forward pass is then one
+each call (README gives the memory a plan holds). A forward pass is then one
 copy of the input, one call per op, and the output's allocation.
 
 The kernels and their arithmetic are the op table's: a plan's output is bit-identical to the op-by-op run.
@@ -23,7 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import native
+from ..spec import out_shape
+from ..stamps import stamp
+from . import extension
 
 CONV_OPS = ("conv3x3_bias_relu", "conv1x1_bias_relu")
 
@@ -42,39 +43,38 @@ class OpNode:
 
 class _Recorder:
     """An op table that computes nothing: each op call is appended to ``nodes`` and returns a meta tensor of
-    the op's output shape, which later calls name as their input."""
+    the op's output shape (``spec.out_shape``), which later calls name as their input. ``params`` keep the
+    op's non-activation arguments; a 1x1 conv's stride (1) is added so every conv reads (w, b, stride, relu)."""
 
     def __init__(self, x: torch.Tensor):
         self._values = {id(x): 0}
         self._alive = [x]  # keeps the ids of recorded values unique
         self.nodes: list[OpNode] = []
 
-    def _record(self, op: str, tensors: tuple[torch.Tensor, ...], params: tuple, shape) -> torch.Tensor:
+    def _record(self, op: str, tensors: tuple[torch.Tensor, ...], params: tuple, *args) -> torch.Tensor:
+        shape = out_shape(op, *tensors[:1], *args)
         out = torch.empty(shape, device="meta")
         self._values[id(out)] = len(self._values)
         self._alive.append(out)
         self.nodes.append(OpNode(op, tuple(self._values[id(t)] for t in tensors), params,
-                                 self._values[id(out)], tuple(shape)))
+                                 self._values[id(out)], shape))
         return out
 
     def conv3x3_bias_relu(self, x, weight, bias, stride=1, relu=True):
-        n, _, h, w = x.shape
-        return self._record("conv3x3_bias_relu", (x,), (weight, bias, stride, relu),
-                            (n, weight.shape[0], (h - 1) // stride + 1, (w - 1) // stride + 1))
+        return self._record("conv3x3_bias_relu", (x,), (weight, bias, stride, relu), weight, bias, stride, relu)
 
     def conv1x1_bias_relu(self, x, weight, bias, relu=True):
-        n, _, h, w = x.shape
-        return self._record("conv1x1_bias_relu", (x,), (weight, bias, 1, relu), (n, weight.shape[0], h, w))
+        return self._record("conv1x1_bias_relu", (x,), (weight, bias, 1, relu), weight, bias, relu)
 
     def lraspp_gate(self, x, w_feat, b_feat, w_gate, b_gate):
-        n, _, h, w = x.shape
-        return self._record("lraspp_gate", (x,), (w_feat, b_feat, w_gate, b_gate), (n, w_feat.shape[0], h, w))
+        params = (w_feat, b_feat, w_gate, b_gate)
+        return self._record("lraspp_gate", (x,), params, *params)
 
     def upsample_add(self, x, skip):
-        return self._record("upsample_add", (x, skip), (), tuple(skip.shape))
+        return self._record("upsample_add", (x, skip), (), skip)
 
     def resize_bilinear(self, x, size):
-        return self._record("resize_bilinear", (x,), (tuple(size),), (*x.shape[:2], *size))
+        return self._record("resize_bilinear", (x,), (tuple(size),), tuple(size))
 
 
 def record_ops(model: torch.nn.Module, shape: tuple[int, ...]) -> list[OpNode]:
@@ -103,7 +103,7 @@ def buffer_elements(shape: tuple[int, int, int, int], border: int) -> int:
     """Values a buffer holds for an activation [N, C, H, W] stored NHWC inside ``border`` (then, when it has one,
     the slack pixels the CPU kernels may read past a bordered input)."""
     n, c, h, w = shape
-    slack = native.cpu_module().bordered_slack_pixels() if border else 0
+    slack = extension.cpu_module().bordered_slack_pixels() if border else 0
     return n * (h + 2 * border) * (w + 2 * border) * c + slack * c
 
 
@@ -131,17 +131,17 @@ def share_buffers(nodes: list[OpNode], elements: dict[int, int]) -> tuple[dict[i
 
 
 class NativePlan:
-    """``model``'s forward pass for inputs of ``shape`` and ``dtype`` on CPU, through ``ops`` (a NativeOps).
+    """``model``'s forward pass for inputs of ``shape`` and ``dtype`` on CPU, through ``calls`` (a CpuCalls).
 
     ``plan(x)`` -> the model's output for x [N, C, H, W] (any layout), a new channels_last tensor. Calls are
     serialised: the buffers are the plan's. Built against the parameters' current values: ``is_current()``
     says whether it still matches them (it does not once one is modified in place).
     """
 
-    def __init__(self, ops, model: torch.nn.Module, shape: tuple[int, int, int, int], dtype: torch.dtype):
+    def __init__(self, calls, model: torch.nn.Module, shape: tuple[int, int, int, int], dtype: torch.dtype):
         self.shape, self.dtype = tuple(shape), dtype
         self._params = list(model.parameters())
-        self._stamps = self._stamped(self._params)
+        self._stamp = stamp(*self._params)
         nodes = record_ops(model, self.shape)
         borders = border_widths(nodes)
         shapes = {0: self.shape, **{node.output: node.shape for node in nodes}}
@@ -158,7 +158,7 @@ class NativePlan:
         self._calls = []
         for node in nodes:
             y_ptr = buffers[node.output].data_ptr() if node is not nodes[-1] else None  # the last: passed per call
-            self._calls.append(self._bind(ops, node, buffers, shapes, borders, y_ptr))
+            self._calls.append(self._bind(calls, node, buffers, shapes, borders, y_ptr))
         self._lock = threading.Lock()
 
     @staticmethod
@@ -168,28 +168,23 @@ class NativePlan:
         full = buffer[:n * (h + 2 * border) * (w + 2 * border) * c].view(n, h + 2 * border, w + 2 * border, c)
         return full[:, border:border + h, border:border + w].permute(0, 3, 1, 2)
 
-    def _bind(self, ops, node: OpNode, buffers, shapes, borders, y_ptr):
+    def _bind(self, calls, node: OpNode, buffers, shapes, borders, y_ptr):
         x = node.inputs[0]
         n, c, h, w = shapes[x]
         x_ptr, y_pad = buffers[x].data_ptr(), borders[node.output]
         if node.op in CONV_OPS:
             weight, bias, stride, relu = node.params
-            return ops.cpu_conv_call(x_ptr, self.dtype, n, h, w, weight, bias, stride, relu, y_ptr, borders[x], y_pad)
+            return calls.conv(x_ptr, self.dtype, n, h, w, weight, bias, stride, relu, y_ptr, borders[x], y_pad)
         if node.op == "lraspp_gate":
-            return ops.cpu_lraspp_call(x_ptr, self.dtype, n, h, w, *node.params, y_ptr)
+            return calls.lraspp(x_ptr, self.dtype, n, h, w, *node.params, y_ptr)
         if node.op == "upsample_add":
             skip = node.inputs[1]
-            return ops.cpu_bilinear_call(x_ptr, self.dtype, n, h, w, c, node.shape[2:], buffers[skip].data_ptr(),
+            return calls.bilinear(x_ptr, self.dtype, n, h, w, c, node.shape[2:], buffers[skip].data_ptr(),
                                          y_ptr, y_pad)
-        return ops.cpu_bilinear_call(x_ptr, self.dtype, n, h, w, c, node.params[0], 0, y_ptr, y_pad)
-
-    @staticmethod
-    def _stamped(params: list[torch.Tensor]) -> list[tuple[int, int]]:
-        # in-place updates bump the version; ``p.data = ...`` moves the pointer
-        return [(p._version, p.data_ptr()) for p in params]
+        return calls.bilinear(x_ptr, self.dtype, n, h, w, c, node.params[0], 0, y_ptr, y_pad)
 
     def is_current(self) -> bool:
-        return self._stamped(self._params) == self._stamps
+        return stamp(*self._params) == self._stamp
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape) != self.shape:

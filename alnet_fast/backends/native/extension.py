@@ -1,7 +1,7 @@
 """The compiled extension: ``alnet_fast._native`` (CPU kernels) and ``alnet_fast._native_cuda`` (CUDA kernels).
 
 Both are optional: setup.py builds them when a C++ compiler (and nvcc) is found and records what it built,
-or why not, in ``_build_status.json`` next to this file. ``build_info()`` reports that, plus what the
+or why not, in ``alnet_fast/_build_status.json``. ``build_info()`` reports that, plus what the
 modules say at run time (the SIMD level chosen by cpuid, whether a CUDA device is visible).
 """
 
@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from types import ModuleType
 
-_STATUS_FILE = Path(__file__).with_name("_build_status.json")
+PACKAGE_DIR = Path(__file__).resolve().parents[2]  # alnet_fast/, where setup.py puts the modules and status
+_STATUS_FILE = PACKAGE_DIR / "_build_status.json"
 
 
 @functools.lru_cache(maxsize=None)
@@ -39,7 +40,7 @@ def _missing_reason(part: str, module: str, import_error: str) -> str:
     if built.get("reason"):
         return built["reason"]
     if not _build_status():
-        package = Path(__file__).resolve().parent
+        package = PACKAGE_DIR
         if (package.parent / "setup.py").is_file() and (package.parent / "csrc").is_dir():
             return (f"alnet_fast.{module} is not built in this source checkout ({package}), which Python "
                     "imported instead of an installed alnet_fast: run from another directory, or build "

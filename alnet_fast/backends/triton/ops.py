@@ -1,27 +1,27 @@
-"""The Triton backend: every op of the table on Triton kernels (alnet_fast.kernels).
+"""TritonOps: every op of the table on the Triton kernels of this package.
 
 On CUDA the kernels are compiled and autotuned (lazily, per device); on CPU they run through the
 Triton interpreter, which must be enabled (TRITON_INTERPRET=1) before triton is first imported.
 bf16 runs on CUDA only: the interpreter silently returns garbage for bf16 tl.dot.
 
-Weights are packed once per weight tensor ([taps, Cin_pad, Cout], see kernels/conv3x3.py) and cached
-by tensor identity and version, so ``prepare(model)`` packs the whole folded model at load time and
-each forward reuses the packs; an in-place weight update repacks on next use.
+Weights are packed once per (weight, bias) ([taps, Cin_pad, Cout], see conv3x3.py) and cached until stale
+(``stamps.PackCache``), so ``prepare(model)`` packs the whole folded model at load time and each forward
+reuses the packs; an in-place update or ``p.data = ...`` repacks on next use.
 """
 
 from __future__ import annotations
 
 import torch
-from torch.utils.weak import WeakIdKeyDictionary
 
-from ..graph import conv_weights
-from .base import OpTable
+from ...graph import conv_weights
+from ..base import OpTable
+from ..stamps import PackCache
 
 try:
-    from ..kernels.bilinear import resize_bilinear
-    from ..kernels.conv3x3 import conv_bias_act, conv_kernel, pack_conv_weight
-    from ..kernels.lraspp_gate import lraspp_gate
-    from ..kernels.runtime import is_interpreted
+    from .bilinear import resize_bilinear
+    from .conv3x3 import conv_bias_act, conv_kernel, pack_conv_weight
+    from .lraspp_gate import lraspp_gate
+    from .runtime import is_interpreted
 except ModuleNotFoundError as exc:  # triton missing: the backend reports it instead of failing to import
     if exc.name != "triton":
         raise
@@ -60,7 +60,7 @@ class TritonOps(OpTable):
         if input_precision not in ("ieee", "tf32"):
             raise ValueError(f"input_precision must be 'ieee' or 'tf32', got {input_precision!r}")
         self.input_precision = input_precision
-        self._packs = WeakIdKeyDictionary()
+        self._packs = PackCache()
 
     def unavailable_reason(self, device: torch.device, dtype: torch.dtype = torch.float32) -> str | None:
         return super().unavailable_reason(device, dtype) or triton_unavailable_reason(device, dtype)
@@ -73,12 +73,7 @@ class TritonOps(OpTable):
         return model
 
     def _packed(self, weight: torch.Tensor, bias: torch.Tensor):
-        version = (weight._version, bias._version, id(bias), weight.dtype)
-        cached = self._packs.get(weight)
-        if cached is None or cached[0] != version:
-            cached = (version, pack_conv_weight(weight, bias))
-            self._packs[weight] = cached
-        return cached[1]
+        return self._packs.get(weight, bias, "triton", lambda: pack_conv_weight(weight, bias))
 
     def _conv3x3_bias_relu(self, x, weight, bias, stride, relu):
         return conv_bias_act(x, self._packed(weight, bias), stride, relu, input_precision=self.input_precision)

@@ -1,0 +1,183 @@
+"""NativeOps: the op table on alnet_fast's own kernels (CPU: fp32, bf16; CUDA: fp32, fp16, bf16).
+
+Activations are NHWC (channels_last) in every kernel: inputs in another layout are made channels_last
+contiguous first, outputs are allocated here (shapes from ``spec.out_shape``) as channels_last tensors and the
+kernels write into them. Weights are packed once (packing.py). Argument checks (dtype, device, rank, shapes)
+run in ``OpTable``'s public methods before any of this.
+
+``run(model, x)`` (what Segmenter calls) runs a folded model on CPU as a NativePlan (plan.py): after a first
+op-by-op call per input shape, the whole forward pass replays kernel calls bound to preallocated buffers,
+with no per-op checks, allocations or padding copies. Same kernels, bit-identical output. Every op runs
+natively; none is handed to torch.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+
+import torch
+
+from ...graph import FoldedALNet, conv_weights
+from ..base import OpTable
+from ..spec import out_shape
+from ..stamps import trackable
+from . import extension
+from .calls import DTYPE_NAMES, CpuCalls
+from .packing import NativeWeights
+from .plan import NativePlan
+
+CPU_DTYPES = (torch.float32, torch.bfloat16)
+CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def _empty_nhwc(like: torch.Tensor, shape: tuple[int, int, int, int]) -> torch.Tensor:
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=torch.channels_last)
+
+
+def _stream(x: torch.Tensor) -> int:
+    return torch.cuda.current_stream(x.device).cuda_stream
+
+
+class NativeOps(OpTable):
+    """The op table on the native kernels; see the module docstring."""
+
+    name = "native"
+    devices = ("cpu", "cuda")
+    dtypes = CUDA_DTYPES
+
+    plans_kept = 2  # NativePlans cached per table, least recently used dropped first: each holds its buffers
+
+    def __init__(self):
+        self.weights = NativeWeights()
+        self.cpu = CpuCalls(self.weights)
+        self._reasons: dict[tuple[str, torch.dtype], str | None] = {}
+        self._plans: OrderedDict[tuple, tuple[weakref.ref, NativePlan]] = OrderedDict()
+        self._plans_lock = threading.Lock()
+
+    def unavailable_reason(self, device: torch.device, dtype: torch.dtype = torch.float32) -> str | None:
+        device = torch.device(device)
+        if device.type == "cpu":
+            reason = extension.cpu_unavailable_reason()
+            supported = CPU_DTYPES
+        elif device.type == "cuda":
+            reason = extension.cuda_unavailable_reason()
+            supported = CUDA_DTYPES
+        else:
+            return f"backend 'native' runs on ['cpu', 'cuda'], not on {device.type!r}"
+        if reason is not None:
+            return f"backend 'native' is unavailable on {device.type}: {reason}"
+        if dtype not in supported:
+            return f"backend 'native' supports {[str(d) for d in supported]} on {device.type}, not {dtype}"
+        return None
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Packs every conv's weights once (cached against the parameters' stamps)."""
+        for weight, bias, stride in conv_weights(model):
+            self.weights.conv(weight, bias)
+            if weight.device.type == "cpu":
+                self.weights.winograd(weight, bias, stride)
+        return model
+
+    def run(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """On CPU, a folded model runs as a NativePlan per input shape and dtype: the first call with a shape
+        runs op by op (every argument checked) and builds the plan, later ones run the plan (bit-identical).
+        Models with inference-tensor weights (no version counter to notice in-place changes) run op by op."""
+        if (not isinstance(x, torch.Tensor) or x.device.type != "cpu" or x.dtype not in CPU_DTYPES
+                or extension.cpu_module() is None or not isinstance(model, FoldedALNet)):
+            return super().run(model, x)
+        # the ISA is part of the key: the kernel, and with it the packed layout, changes with set_active_isa
+        key = (id(model), tuple(x.shape), x.dtype, extension.cpu_module().conv_kernel(DTYPE_NAMES[x.dtype]))
+        with self._plans_lock:
+            owner, plan = self._plans.get(key, (None, None))
+            if plan is not None and owner() is model and plan.is_current():
+                self._plans.move_to_end(key)
+            else:
+                plan = None
+        if plan is not None:
+            return plan(x)
+        y = super().run(model, x)
+        if not trackable(*model.parameters()):  # checked here only: replacing one moves its pointer
+            return y
+        plan = NativePlan(self.cpu, model, tuple(x.shape), x.dtype)
+        with self._plans_lock:
+            self._plans[key] = (weakref.ref(model), plan)
+            while len(self._plans) > self.plans_kept:
+                self._plans.popitem(last=False)
+        return y
+
+    def _check_runnable(self, *tensors: torch.Tensor) -> None:
+        """Typed errors for what the generic checks allow but these kernels cannot take."""
+        for t in tensors:
+            if t.layout != torch.strided:
+                raise TypeError(f"backend 'native' takes dense (strided) tensors, not {t.layout}")
+        x = tensors[0]
+        key = (x.device.type, x.dtype)
+        if key not in self._reasons:  # fixed for the process: the modules are built and importable, or not
+            self._reasons[key] = self.unavailable_reason(x.device, x.dtype)
+        reason = self._reasons[key]
+        if reason is not None:
+            raise TypeError(reason) if "supports" in reason else RuntimeError(reason)
+
+    def _conv(self, op, x, weight, bias, stride, relu, *shape_args):
+        self._check_runnable(x, weight, bias)
+        x = _nhwc(x)
+        y = _empty_nhwc(x, out_shape(op, x, weight, bias, *shape_args))
+        n, cin, h, w = x.shape
+        if x.is_cuda:
+            packed, packed_bias = self.weights.conv(weight, bias)
+            extension.cuda_module().conv2d(x.data_ptr(), DTYPE_NAMES[x.dtype], n, h, w, cin, packed.data_ptr(),
+                                           packed_bias.data_ptr(), 0, y.data_ptr(), weight.shape[0],
+                                           weight.shape[-1], stride, relu, _stream(x))
+        else:
+            self.cpu.conv(x.data_ptr(), x.dtype, n, h, w, weight, bias, stride, relu, y.data_ptr())()
+        return y
+
+    def _conv3x3_bias_relu(self, x, weight, bias, stride, relu):
+        return self._conv("conv3x3_bias_relu", x, weight, bias, stride, relu, stride)
+
+    def _conv1x1_bias_relu(self, x, weight, bias, relu):
+        return self._conv("conv1x1_bias_relu", x, weight, bias, 1, relu)
+
+    def _lraspp_gate(self, x, w_feat, b_feat, w_gate, b_gate):
+        self._check_runnable(x, w_feat, b_feat, w_gate, b_gate)
+        x = _nhwc(x)
+        y = _empty_nhwc(x, out_shape("lraspp_gate", x, w_feat, b_feat, w_gate, b_gate))
+        n, cin, h, w = x.shape
+        cout = w_feat.shape[0]
+        if x.is_cuda:
+            packed, packed_bias = self.weights.conv(w_feat, b_feat)
+            gate_w, gate_b = self.weights.gate(w_gate, b_gate)
+            workspace = torch.empty(n * (cin + cout), dtype=torch.float32, device=x.device)
+            extension.cuda_module().lraspp_gate(x.data_ptr(), DTYPE_NAMES[x.dtype], n, h, w, cin, packed.data_ptr(),
+                                                packed_bias.data_ptr(), gate_w.data_ptr(), gate_b.data_ptr(),
+                                                workspace.data_ptr(), y.data_ptr(), cout, _stream(x))
+        else:
+            self.cpu.lraspp(x.data_ptr(), x.dtype, n, h, w, w_feat, b_feat, w_gate, b_gate, y.data_ptr())()
+        return y
+
+    def _bilinear(self, x, shape, skip):
+        self._check_runnable(x, *([skip] if skip is not None else []))
+        x = _nhwc(x)
+        y = _empty_nhwc(x, shape)
+        n, c, h, w = x.shape
+        size = shape[2:]
+        skip = _nhwc(skip) if skip is not None else None
+        skip_ptr = skip.data_ptr() if skip is not None else 0
+        if x.is_cuda:
+            extension.cuda_module().bilinear(x.data_ptr(), DTYPE_NAMES[x.dtype], n, h, w, c, *size, skip_ptr,
+                                             y.data_ptr(), _stream(x))
+        else:
+            self.cpu.bilinear(x.data_ptr(), x.dtype, n, h, w, c, size, skip_ptr, y.data_ptr())()
+        return y
+
+    def _upsample_add(self, x, skip):
+        return self._bilinear(x, out_shape("upsample_add", x, skip), skip)
+
+    def _resize_bilinear(self, x, size):
+        return self._bilinear(x, out_shape("resize_bilinear", x, size), None)

@@ -1,0 +1,57 @@
+"""What several commands share: the --model argument and loading it, dtype names, argument types, and
+reading image/mask pairs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..io import read_image
+from ..train.datasets import Sample
+
+DEFAULT_MODEL = "nuclei"
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """``--model NAME|PATH``, shared by every command that runs a model."""
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"bundled model name or checkpoint path (default: {DEFAULT_MODEL})")
+
+
+def require_model(source: str) -> None:
+    """FileNotFoundError (one line) unless ``source`` is a checkpoint file or a bundled model's name."""
+    from .. import bundled_models
+
+    if not Path(source).is_file() and source not in bundled_models():
+        hint = f"bundled models: {', '.join(bundled_models())}" if bundled_models() else "no model is bundled"
+        raise FileNotFoundError(f"model {source!r} is neither a checkpoint file nor a bundled model "
+                                f"({hint}); pass --model PATH")
+
+
+def load_segmenter(args: argparse.Namespace):
+    """The Segmenter ``args`` ask for; one-line errors for a missing model or an unusable backend."""
+    from .. import load
+
+    require_model(args.model)
+    return load(args.model, backend=args.backend, device=args.device, dtype=DTYPES[args.dtype],
+                batch_size=args.batch_size)
+
+
+def read_pairs(images: list[str], masks: list[str]) -> list[Sample]:
+    """(raw image, boolean mask) for each image file and the mask file at the same position."""
+    if len(images) != len(masks):
+        raise ValueError(f"{len(images)} image files but {len(masks)} mask files; pass them in matching order")
+    return [(read_image(i), read_image(m) != 0) for i, m in zip(images, masks)]
