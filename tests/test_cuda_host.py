@@ -107,9 +107,10 @@ def test_conv(calls, dtype, case):
     assert_close(out.result(), torch.relu(ref) if relu else ref, dtype)
 
 
-# (n, cin, cout, h, w): h * w below, at and above the 64 pixel ranges the channel mean is split into.
+# (n, cin, cout, h, w): h * w below, at and above the 256 pixel ranges the channel mean is split into.
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("case", [(2, 48, 40, 4, 6), (3, 8, 12, 9, 11), (1, 5, 3, 1, 1), (2, 7, 9, 8, 8)], ids=str)
+@pytest.mark.parametrize("case", [(2, 48, 40, 4, 6), (3, 8, 12, 9, 11), (1, 5, 3, 1, 1), (2, 7, 9, 16, 16),
+                                  (1, 6, 5, 17, 19)], ids=str)
 def test_lraspp_gate(calls, dtype, case):
     n, cin, cout, h, w = case
     x = rand(n, cin, h, w, dtype=dtype).contiguous(memory_format=torch.channels_last)

@@ -30,7 +30,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = ALNET_CUDA_MAX_BLOCKS;
-constexpr int64_t kMeanChunks = 64;  // pixel ranges per image summed in parallel for the Lite R-ASPP mean
+constexpr int64_t kMeanChunks = 256;  // pixel ranges per image summed in parallel for the Lite R-ASPP mean
 
 template <typename T> __device__ __forceinline__ float to_f32(T v);
 template <> __device__ __forceinline__ float to_f32(float v) { return v; }
@@ -92,7 +92,8 @@ __global__ void conv2d_kernel(const T* x, int64_t n, int64_t h, int64_t w, int64
 }
 
 // partial [n, chunks, c]: channel sums of x [n, hw, c] over `chunks` equal pixel ranges, each in pixel order
-// (deterministic); consecutive threads read consecutive channels of one pixel.
+// (deterministic) and compensated (Kahan: the error stays a few ulps however many pixels a range holds);
+// consecutive threads read consecutive channels of one pixel.
 template <typename T>
 __global__ void channel_partial_sum_kernel(const T* x, int64_t n, int64_t hw, int64_t c, int64_t chunks,
                                            float* partial) {
@@ -102,8 +103,12 @@ __global__ void channel_partial_sum_kernel(const T* x, int64_t n, int64_t hw, in
     const int64_t chunk = q % chunks, b = q / chunks;
     const int64_t begin = chunk * per_chunk, end = begin + per_chunk < hw ? begin + per_chunk : hw;
     const T* xp = x + (b * hw + begin) * c + ch;
-    float s = 0.f;
-    for (int64_t p = begin; p < end; ++p, xp += c) s += to_f32(*xp);
+    float s = 0.f, lost = 0.f;  // lost: the low-order part of the sum the last addition dropped
+    for (int64_t p = begin; p < end; ++p, xp += c) {
+      const float v = to_f32(*xp) - lost, t = s + v;
+      lost = (t - s) - v;
+      s = t;
+    }
     partial[i] = s;
   }
 }
