@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cpu/numeric.h"
+
 #define __global__
 #define __device__
 #define __host__
@@ -44,42 +46,23 @@ struct __nv_bfloat16 {
   uint16_t bits;
 };
 
-namespace alnet_host_shim {
-
-inline uint32_t float_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-inline float bits_float(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-}  // namespace alnet_host_shim
-
 inline float __half2float(__half h) {
-  const uint32_t sign = static_cast<uint32_t>(h.bits & 0x8000u) << 16;
-  const uint32_t exponent = (h.bits >> 10) & 0x1fu, mantissa = h.bits & 0x3ffu;
-  if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24, exact in fp32
-    const float magnitude = ldexpf(static_cast<float>(mantissa), -24);
-    return sign ? -magnitude : magnitude;
-  }
-  if (exponent == 31) return alnet_host_shim::bits_float(sign | 0x7f800000u | (mantissa << 13));  // inf, NaN
-  return alnet_host_shim::bits_float(sign | ((exponent + 112) << 23) | (mantissa << 13));
+  const int exponent = (h.bits >> 10) & 0x1f, mantissa = h.bits & 0x3ff;
+  const float magnitude = exponent == 0    ? ldexpf(static_cast<float>(mantissa), -24)  // zero, subnormal
+                          : exponent == 31 ? (mantissa ? NAN : INFINITY)
+                                           : ldexpf(static_cast<float>(mantissa | 0x400), exponent - 25);
+  return (h.bits & 0x8000) ? -magnitude : magnitude;
 }
 
 inline __half __float2half_rn(float f) {
-  const uint32_t u = alnet_host_shim::float_bits(f);
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
   const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   const uint32_t magnitude = u & 0x7fffffffu;
   if (magnitude > 0x7f800000u) return {static_cast<uint16_t>(sign | 0x7e00u)};  // NaN
   if (magnitude >= 0x477ff000u) return {static_cast<uint16_t>(sign | 0x7c00u)};  // >= 65520 rounds to inf
-  if (magnitude < 0x38800000u) {  // below 2^-14: a subnormal half, in units of 2^-24 (scaling is exact)
-    const float units = alnet_host_shim::bits_float(magnitude) * 16777216.0f;
-    return {static_cast<uint16_t>(sign | static_cast<uint16_t>(nearbyintf(units)))};  // ties to even
+  if (magnitude < 0x38800000u) {  // below 2^-14: a subnormal half, in units of 2^-24 (the scaling is exact)
+    return {static_cast<uint16_t>(sign | static_cast<uint16_t>(nearbyintf(fabsf(f) * 16777216.0f)))};  // ties to even
   }
   uint32_t h = (magnitude - 0x38000000u) >> 13;  // exponent rebiased 127 -> 15, top 10 mantissa bits
   const uint32_t dropped = magnitude & 0x1fffu;
@@ -87,13 +70,9 @@ inline __half __float2half_rn(float f) {
   return {static_cast<uint16_t>(sign | h)};
 }
 
-inline float __bfloat162float(__nv_bfloat16 b) { return alnet_host_shim::bits_float(static_cast<uint32_t>(b.bits) << 16); }
-
-inline __nv_bfloat16 __float2bfloat16_rn(float f) {
-  const uint32_t u = alnet_host_shim::float_bits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return {static_cast<uint16_t>((u >> 16) | 0x40u)};  // quiet NaN
-  return {static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)};                 // ties to even
-}
+// bfloat16: the CPU kernels' conversions (round to nearest even, NaN kept), on the same bits.
+inline float __bfloat162float(__nv_bfloat16 b) { return alnet::bf16_to_f32(b.bits); }
+inline __nv_bfloat16 __float2bfloat16_rn(float f) { return {alnet::f32_to_bf16(f)}; }
 
 // ---- the runtime calls kernels.cu makes ----
 

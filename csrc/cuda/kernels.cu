@@ -47,6 +47,17 @@ __device__ __forceinline__ int64_t first_index() {
 }
 __device__ __forceinline__ int64_t grid_threads() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
+// Element i of an NHWC tensor [n, rows, cols, channels]: i = ((b * rows + row) * cols + col) * channels + ch.
+struct NhwcIndex {
+  int64_t b, row, col, ch;
+};
+__device__ __forceinline__ NhwcIndex unravel_nhwc(int64_t i, int64_t rows, int64_t cols, int64_t channels) {
+  int64_t q = i / channels;
+  const int64_t ch = i - q * channels, col = q % cols;
+  q /= cols;
+  return {q / rows, q % rows, col, ch};
+}
+
 unsigned blocks_for(int64_t total) {
   const int64_t blocks = (total + kThreads - 1) / kThreads;
   return static_cast<unsigned>(blocks < kMaxBlocks ? blocks : kMaxBlocks);
@@ -59,19 +70,15 @@ std::string last_error() {
   return err == cudaSuccess ? std::string() : std::string(cudaGetErrorString(err));
 }
 
-// y [n, ho, wo, cout] (element i = ((b * ho + oh) * wo + ow) * cout + co): consecutive threads take consecutive
-// output channels of one pixel, so they read the same input and consecutive weights ([k][k][cin][cout]).
+// y [n, ho, wo, cout]: consecutive threads take consecutive output channels of one pixel, so they read the
+// same input and consecutive weights ([k][k][cin][cout]).
 template <typename T>
 __global__ void conv2d_kernel(const T* x, int64_t n, int64_t h, int64_t w, int64_t cin, const T* weight,
                               const T* bias, const float* scale, T* y, int64_t ho, int64_t wo, int64_t cout,
                               int ksize, int stride, bool relu) {
   const int64_t pad = ksize / 2, total = n * ho * wo * cout;
   for (int64_t i = first_index(); i < total; i += grid_threads()) {
-    int64_t q = i / cout;
-    const int64_t co = i - q * cout;
-    const int64_t ow = q % wo;
-    q /= wo;
-    const int64_t oh = q % ho, b = q / ho;
+    const auto [b, oh, ow, co] = unravel_nhwc(i, ho, wo, cout);
     float acc = 0.f;
     for (int64_t ky = 0; ky < ksize; ++ky) {
       const int64_t ih = oh * stride - pad + ky;
@@ -152,11 +159,7 @@ __global__ void bilinear_kernel(const T* x, int64_t n, int64_t h, int64_t w, int
                                 int64_t out_w, const T* skip, T* y) {
   const int64_t total = n * out_h * out_w * c;
   for (int64_t i = first_index(); i < total; i += grid_threads()) {
-    int64_t q = i / c;
-    const int64_t ch = i - q * c;
-    const int64_t ox = q % out_w;
-    q /= out_w;
-    const int64_t oy = q % out_h, b = q / out_h;
+    const auto [b, oy, ox, ch] = unravel_nhwc(i, out_h, out_w, c);
     int64_t y0, y1, x0, x1;
     float ly, lx;
     taps(oy, h, out_h, y0, y1, ly);
