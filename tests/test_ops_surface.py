@@ -12,11 +12,33 @@ import torch.nn.functional as F
 
 import alnet_fast.ops
 from alnet_fast import BackendUnavailable
-from alnet_fast.backends import OP_NAMES, backend_names, get_backend
+from alnet_fast.backends import OP_NAMES, backend_names, get_backend, select_backend
 from alnet_fast.backends.triton import ops as triton_ops
 from alnet_fast.backends.torch_ops import TORCH_OPS
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(autouse=True)
+def _no_tf32_in_torch():
+    """On CUDA, torch's fp32 convs and matmuls default to TF32 (cuDNN: 10-bit mantissa operands): the torch
+    references here are made exact fp32 for the test's duration, so that they are fp32 references."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def tolerance(backend: str) -> float:
+    """max|diff| / max|ref| allowed for a backend's fp32 ops against the fp32 torch reference.
+
+    fp32 accumulation, at most 9 * 48 terms: order only, 1e-5 (see test_triton_kernels.py for the bound).
+    Triton on a GPU runs fp32 tl.dot in TF32 by default (operands rounded to 11 significant bits, so each
+    product is off by at most 2^-10 relative): the error is at most 2^-10 sum|x||w|, which is below 2.5 max|ref|
+    for these unit-normal shapes, hence 2.5e-3; 5e-3 covers the chained ops (a gate over a TF32 conv output).
+    """
+    table = select_backend(backend, DEVICE)[0].name
+    return 5e-3 if table == "triton" and DEVICE == "cuda" else 1e-5
 
 
 def r(*shape):
@@ -59,8 +81,7 @@ def test_every_available_backend_implements_every_op(op):
     for name in available_backends():
         out = getattr(get_backend(name, DEVICE), op)(*args, **kwargs)
         assert out.shape == ref.shape and out.dtype == ref.dtype, name
-        # fp32, K <= 432 terms: accumulation order only (see test_triton_kernels.py for the bound).
-        assert (out - ref).abs().max().item() <= 1e-5 * ref.abs().max().item(), name
+        assert (out - ref).abs().max().item() <= tolerance(name) * ref.abs().max().item(), name
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton", "auto"])
@@ -70,12 +91,13 @@ def test_ops_functions_match_the_reference(backend):
     y = alnet_fast.ops.conv3x3_bias_relu(x, w, b, stride=2, backend=backend)
     ref = torch.relu(F.conv2d(x, w, b, stride=2, padding=1))
     assert y.is_contiguous(memory_format=torch.channels_last)
-    assert (y - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+    tol = tolerance(backend)
+    assert (y - ref).abs().max().item() <= tol * ref.abs().max().item()
 
     wf, bf, wg, bg = r(24, 32, 1, 1), r(24), r(24, 32, 1, 1), r(24)
     z = alnet_fast.ops.lraspp_gate(y, wf, bf, wg, bg, backend=backend)
     ref_z = torch.relu(F.conv2d(ref, wf, bf)) * F.hardsigmoid(F.conv2d(ref.mean((2, 3), keepdim=True), wg, bg))
-    assert (z - ref_z).abs().max().item() <= 1e-5 * ref_z.abs().max().item()
+    assert (z - ref_z).abs().max().item() <= tol * ref_z.abs().max().item()
 
     up = alnet_fast.ops.upsample_add(z[..., :3, :2], z, backend=backend)
     assert torch.allclose(up, TORCH_OPS.upsample_add(z[..., :3, :2], z), rtol=1e-5, atol=1e-6)

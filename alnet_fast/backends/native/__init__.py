@@ -4,6 +4,7 @@
   what was built (``build_info``);
 - packing: weights laid out for the kernels, cached until stale;
 - calls: CPU kernel calls bound to pointers and packs;
+- cuda_calls: CUDA kernel calls on tensors (their device and current stream);
 - plan: NativePlan, a whole CPU forward pass bound once per input shape;
 - ops: NativeOps, the op table (registered as backend "native").
 """

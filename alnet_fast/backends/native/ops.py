@@ -25,6 +25,7 @@ from ..spec import out_shape
 from ..stamps import trackable
 from . import extension
 from .calls import DTYPE_NAMES, CpuCalls
+from .cuda_calls import CudaCalls
 from .packing import NativeWeights
 from .plan import NativePlan
 
@@ -40,10 +41,6 @@ def _empty_nhwc(like: torch.Tensor, shape: tuple[int, int, int, int]) -> torch.T
     return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=torch.channels_last)
 
 
-def _stream(x: torch.Tensor) -> int:
-    return torch.cuda.current_stream(x.device).cuda_stream
-
-
 class NativeOps(OpTable):
     """The op table on the native kernels; see the module docstring."""
 
@@ -56,6 +53,7 @@ class NativeOps(OpTable):
     def __init__(self):
         self.weights = NativeWeights()
         self.cpu = CpuCalls(self.weights)
+        self.cuda = CudaCalls(self.weights)
         self._reasons: dict[tuple[str, torch.dtype], str | None] = {}
         self._plans: OrderedDict[tuple, tuple[weakref.ref, NativePlan]] = OrderedDict()
         self._plans_lock = threading.Lock()
@@ -128,13 +126,10 @@ class NativeOps(OpTable):
         self._check_runnable(x, weight, bias)
         x = _nhwc(x)
         y = _empty_nhwc(x, out_shape(op, x, weight, bias, *shape_args))
-        n, cin, h, w = x.shape
         if x.is_cuda:
-            packed, packed_bias = self.weights.conv(weight, bias)
-            extension.cuda_module().conv2d(x.data_ptr(), DTYPE_NAMES[x.dtype], n, h, w, cin, packed.data_ptr(),
-                                           packed_bias.data_ptr(), 0, y.data_ptr(), weight.shape[0],
-                                           weight.shape[-1], stride, relu, _stream(x))
+            self.cuda.conv(x, weight, bias, stride, relu, y)
         else:
+            n, _, h, w = x.shape
             self.cpu.conv(x.data_ptr(), x.dtype, n, h, w, weight, bias, stride, relu, y.data_ptr())()
         return y
 
@@ -148,16 +143,10 @@ class NativeOps(OpTable):
         self._check_runnable(x, w_feat, b_feat, w_gate, b_gate)
         x = _nhwc(x)
         y = _empty_nhwc(x, out_shape("lraspp_gate", x, w_feat, b_feat, w_gate, b_gate))
-        n, cin, h, w = x.shape
-        cout = w_feat.shape[0]
         if x.is_cuda:
-            packed, packed_bias = self.weights.conv(w_feat, b_feat)
-            gate_w, gate_b = self.weights.gate(w_gate, b_gate)
-            workspace = torch.empty(n * (cin + cout), dtype=torch.float32, device=x.device)
-            extension.cuda_module().lraspp_gate(x.data_ptr(), DTYPE_NAMES[x.dtype], n, h, w, cin, packed.data_ptr(),
-                                                packed_bias.data_ptr(), gate_w.data_ptr(), gate_b.data_ptr(),
-                                                workspace.data_ptr(), y.data_ptr(), cout, _stream(x))
+            self.cuda.lraspp(x, w_feat, b_feat, w_gate, b_gate, y)
         else:
+            n, _, h, w = x.shape
             self.cpu.lraspp(x.data_ptr(), x.dtype, n, h, w, w_feat, b_feat, w_gate, b_gate, y.data_ptr())()
         return y
 
@@ -165,15 +154,13 @@ class NativeOps(OpTable):
         self._check_runnable(x, *([skip] if skip is not None else []))
         x = _nhwc(x)
         y = _empty_nhwc(x, shape)
-        n, c, h, w = x.shape
-        size = shape[2:]
         skip = _nhwc(skip) if skip is not None else None
-        skip_ptr = skip.data_ptr() if skip is not None else 0
         if x.is_cuda:
-            extension.cuda_module().bilinear(x.data_ptr(), DTYPE_NAMES[x.dtype], n, h, w, c, *size, skip_ptr,
-                                             y.data_ptr(), _stream(x))
+            self.cuda.bilinear(x, skip, y)
         else:
-            self.cpu.bilinear(x.data_ptr(), x.dtype, n, h, w, c, size, skip_ptr, y.data_ptr())()
+            n, c, h, w = x.shape
+            skip_ptr = skip.data_ptr() if skip is not None else 0
+            self.cpu.bilinear(x.data_ptr(), x.dtype, n, h, w, c, shape[2:], skip_ptr, y.data_ptr())()
         return y
 
     def _upsample_add(self, x, skip):

@@ -74,7 +74,7 @@ class NativeWeights:
     def conv(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(packed weight, packed bias) in the layout the active kernel for weight's device and dtype reads."""
         if weight.device.type == "cuda":
-            return self._packs.get(weight, bias, "cuda", lambda: pack_cuda_conv(weight, bias))
+            return self.cuda_conv(weight, bias)
         module = extension.cpu_module()
         if weight.dtype == torch.bfloat16 and module.uses_bf16_dot():
             multiple = module.bf16_channel_multiple()
@@ -85,6 +85,10 @@ class NativeWeights:
                                    lambda: pack_cpu_conv(weight, bias, True, multiple))
         return self._packs.get(weight, bias, "cpu-fp32", lambda: pack_cpu_conv(weight, bias, False))
 
+    def cuda_conv(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CUDA kernels' layout, on weight's device (the CPU for their host-shim build)."""
+        return self._packs.get(weight, bias, "cuda", lambda: pack_cuda_conv(weight, bias))
+
     def winograd(self, weight: torch.Tensor, bias: torch.Tensor, stride: int) -> torch.Tensor | None:
         """The Winograd weights if the CPU module runs this fp32 conv as Winograd, else None."""
         cout, cin, k = weight.shape[0], weight.shape[1], weight.shape[-1]
@@ -92,7 +96,7 @@ class NativeWeights:
             return None
         return self._packs.get(weight, bias, "cpu-fp32-winograd", lambda: pack_cpu_winograd(weight))
 
-    def gate(self, w_gate: torch.Tensor, b_gate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The gate mat-vec's weights: fp32 for the CPU kernels, the weights' own dtype for the CUDA ones."""
-        dtype = w_gate.dtype if w_gate.device.type == "cuda" else torch.float32
+    def gate(self, w_gate: torch.Tensor, b_gate: torch.Tensor, dtype: torch.dtype = torch.float32
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gate mat-vec's weights in ``dtype``: fp32 for the CPU kernels, the activations' for the CUDA ones."""
         return self._packs.get(w_gate, b_gate, f"gate-{dtype}", lambda: pack_gate(w_gate, b_gate, dtype))
