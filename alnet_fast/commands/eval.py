@@ -10,12 +10,12 @@ from ..api import load
 from ..atomic import atomic_path
 from ..train import DATASET_CONFIGS, load_dataset, summarise
 from ..train.fetch import default_data_dir
-from .common import read_pairs, require_model
+from .common import DefaultsHelpFormatter, read_pairs, require_model
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="score a model against ground-truth masks (Dice, IoU, accuracy)",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                              formatter_class=DefaultsHelpFormatter,
                               description="Segment images with MODEL (a checkpoint or bundled model name) "
                                           "and compare with masks: per image and mean ± std. Exit codes: 0 "
                                           "scored, 2 bad arguments, model, data or device.")
@@ -27,9 +27,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--masks", nargs="+", metavar="FILE", help="mask files for --images (nonzero is foreground)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test", help="which split of --dataset")
     p.add_argument("--data", type=Path, default=None, metavar="DIR",
-                   help=f"data folder for --dataset (None: $ALNET_DATA, else {default_data_dir()})")
+                   help=f"data folder for --dataset ($ALNET_DATA, else {default_data_dir()})")
     p.add_argument("--backend", default="auto", help="auto, torch, triton or native")
-    p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (None: cuda if available)")
+    p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the metrics as JSON here")
     p.set_defaults(func=run)
 

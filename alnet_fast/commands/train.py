@@ -13,7 +13,7 @@ from ..train import DATASET_CONFIGS, DATASET_MODALITIES, TrainSettings, load_dat
 from ..train.augment import Augmentation
 from ..train.datasets import Sample
 from ..train.fetch import default_data_dir
-from .common import positive_int, read_pairs
+from .common import DefaultsHelpFormatter, positive_int, read_pairs
 
 
 def split_validation(samples: list[Sample], fraction: float) -> tuple[list[Sample], list[Sample]]:
@@ -29,7 +29,7 @@ def split_validation(samples: list[Sample], fraction: float) -> tuple[list[Sampl
 def add_parser(subparsers) -> None:
     defaults = TrainSettings()
     p = subparsers.add_parser("train", help="train AL-Net (Dice + BCE, Adam 5e-3, x0.95 per epoch, batch 4)",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                              formatter_class=DefaultsHelpFormatter,
                               description="Train AL-Net; writes OUT/best.safetensors (best validation Dice) "
                                           "and OUT/state.pt (after every epoch, for --resume). A new run refuses "
                                           "an OUT that holds a state.pt; --resume continues it (only --epochs "
@@ -44,7 +44,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="share of --images (the last ones) held out to validate")
     p.add_argument("--data", type=Path, default=None, metavar="DIR",
-                   help=f"data folder for --dataset (None: $ALNET_DATA, else {default_data_dir()})")
+                   help=f"data folder for --dataset ($ALNET_DATA, else {default_data_dir()})")
     p.add_argument("--in-channels", type=int, default=1, help="model input channels for --images")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="epochs to train in all")
@@ -59,7 +59,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--loss", choices=("bce_dice", "self_adjusting"), default=defaults.loss,
                    help="bce_dice: Dice + BCE; self_adjusting: adds auxiliary heads weighted during training")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights and crops (runs are repeatable)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (None: torch's choice)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in OUT/state.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar and no per-epoch lines")
     p.set_defaults(func=run)
