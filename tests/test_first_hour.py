@@ -8,6 +8,7 @@ inputs unlike the model's training data.
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -297,3 +298,17 @@ def test_segment_warns_once_per_kind_and_writes_a_volume_overlay(tmp_path, capsy
     overlay = np.asarray(Image.open(tmp_path / "out" / "anat_overlay.png"))
     assert overlay.shape == (volume[0], volume[1], 3)  # the middle slice along the default --axis 2
     assert "4 segmented" in out
+
+
+# 10. The benchmark report says what it plots and where it wrote
+
+def test_bench_report_says_what_it_plots_and_where_it_wrote(tmp_path):
+    pytest.importorskip("matplotlib", reason="the bench extra (matplotlib) is not installed")
+    repo = Path(__file__).resolve().parent.parent
+    results = repo / "bench" / "results" / "cpu-xeon-amx-2core.json"
+    done = subprocess.run([sys.executable, str(repo / "bench" / "report.py"), str(results), "--out",
+                           str(tmp_path / "report")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    table, chart = tmp_path / "report.md", tmp_path / "report.png"
+    assert f"wrote {table} (median and min ms; ratios are of minima) and {chart}" in done.stdout
+    assert "min ratio to" in table.read_text() and chart.stat().st_size > 0
