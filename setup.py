@@ -30,6 +30,7 @@ CPU_SOURCES = ["csrc/module.cpp", "csrc/cpu/isa.cpp", "csrc/cpu/conv.cpp", "csrc
                "csrc/cpu/lraspp.cpp", "csrc/cpu/lraspp_avx512.cpp", "csrc/cpu/buffers.cpp",
                "csrc/cpu/winograd_avx512.cpp", "csrc/cpu/im2col_avx512.cpp"]
 CUDA_SOURCES = ["csrc/cuda/module.cpp", "csrc/cuda/kernels.cu"]
+CPU_ISAS = "scalar, avx2, avx512, avx512_bf16, amx_bf16"  # compiled side by side; cpuid picks one at run time
 STATUS_FILE = "_build_status.json"
 
 
@@ -93,8 +94,10 @@ class NinjaBuildExt(build_ext):
         temp = Path(self.build_temp).resolve() / "alnet_native"
         temp.mkdir(parents=True, exist_ok=True)
         includes = [sysconfig.get_paths()["include"], pybind11.get_include(), str(ROOT / "csrc")]
+        start = time.time()
         status = {"cpu": self._build_cpu(temp, includes), "cuda": self._build_cuda(temp, includes)}
         (out_dir / STATUS_FILE).write_text(json.dumps(status, indent=2) + "\n")
+        print(build_summary(status, time.time() - start), file=sys.stderr, flush=True)
         # Only what was built is an output (an editable install copies every output into the source tree).
         self.extensions = [ext for ext in self.extensions if os.path.exists(self.get_ext_fullpath(ext.name))]
 
@@ -192,6 +195,18 @@ class NinjaBuildExt(build_ext):
             return status
         status.update(built=True, seconds=round(time.time() - start, 1))
         return status
+
+
+def build_summary(status: dict, seconds: float) -> str:
+    """One paragraph saying what was built and why any part was not (pip shows it with -v)."""
+    cpu, cuda = status["cpu"], status["cuda"]
+    cpu_text = (f"CPU kernels built with {cpu['compiler']} ({'OpenMP' if cpu['openmp'] else 'no OpenMP'}; "
+                f"ISA variants {CPU_ISAS}, chosen at run time)" if cpu["built"] else
+                f"CPU kernels NOT built: {cpu['reason']}")
+    cuda_text = (f"CUDA kernels built for {', '.join(cuda['archs'])} with nvcc {cuda['nvcc_version']}"
+                 if cuda["built"] else f"CUDA kernels not built: {cuda['reason']}")
+    return (f"alnet_fast build summary: {cpu_text}; {cuda_text}; {seconds:.0f} s in all. "
+            "alnet_fast.build_info() reports this and what runs here.")
 
 
 setup(

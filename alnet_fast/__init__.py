@@ -13,6 +13,7 @@ from .config import ALNetConfig
 from .errors import BackendUnavailable, CheckpointError, ImageReadError
 from .graph import FoldedALNet, count_parameters
 from .model import ALNet
+from .modality import ModalityMismatchWarning, check_input
 from .backends.native.extension import build_info
 from .reparam import reparameterize
 from .segment import Segmenter
@@ -20,5 +21,5 @@ from .segment import Segmenter
 __version__ = "0.1.0"
 
 __all__ = ["ALNet", "ALNetConfig", "BackendUnavailable", "CheckpointError", "FoldedALNet", "ImageReadError",
-           "Segmenter", "__version__", "backend_names", "build_info", "bundled_models", "count_parameters", "load", "ops",
-           "read_checkpoint", "reparameterize", "save", "train"]
+           "ModalityMismatchWarning", "Segmenter", "__version__", "backend_names", "build_info", "bundled_models",
+           "check_input", "count_parameters", "load", "ops", "read_checkpoint", "reparameterize", "save", "train"]

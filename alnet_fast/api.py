@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from .backends import select_backend
+from .backends import as_device, select_backend
 from .checkpoint import load_model
 from .config import ALNetConfig
 from .errors import BackendUnavailable
@@ -42,7 +42,7 @@ def load(source: str | os.PathLike | ALNet | FoldedALNet, backend: str = "auto",
     else:
         raise TypeError(f"load expects a checkpoint path, a bundled model name or an ALNet, "
                         f"got {type(source).__name__}")
-    device = torch.device(device) if device is not None else default_device()
+    device = as_device(device) if device is not None else default_device()
     if isinstance(model, ALNet):
         if fold:
             model = reparameterize(model)

@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Iterator
 
@@ -21,7 +22,8 @@ _UNFINISHED: set[Path] = set()  # temporaries created and not yet renamed into p
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a hidden temporary path beside ``path`` (same suffix); on success rename it onto ``path``.
+    """Yield a hidden temporary path beside ``path`` (same suffix); on success rename it onto ``path``,
+    with the mode any new file gets (0o666 less the umask) whatever the writer did.
 
     On any exception, KeyboardInterrupt included, the temporary file is removed and ``path`` is untouched.
     An interrupt that lands between two steps here (before the ``try`` is entered, or inside the
@@ -32,7 +34,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_temporary(path)
     try:
+        mode = stat.S_IMODE(tmp.stat().st_mode)  # 0o666 less the umask
         yield tmp
+        if stat.S_IMODE(tmp.stat().st_mode) != mode:  # a writer that replaced the file (safetensors: 0o600)
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

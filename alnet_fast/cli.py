@@ -13,7 +13,7 @@ import sys
 from . import __version__
 from .atomic import remove_unfinished
 
-COMMANDS = ("segment", "export", "train", "eval")
+COMMANDS = ("segment", "export", "train", "eval", "fetch-data")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"alnet_fast {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"alnet_fast.commands.{name}").add_parser(subparsers)
+        importlib.import_module(f"alnet_fast.commands.{name.replace('-', '_')}").add_parser(subparsers)
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import logging
 import os
 import warnings
@@ -26,6 +27,14 @@ INPUT_NAME, OUTPUT_NAME = "image", "logits"
 DEFAULT_OPSET = 18
 # Without torchvision, the exporter warns once per torchvision op it cannot register: noise for this graph.
 REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
+
+
+def require_exporter() -> None:
+    """ImportError naming the extra to install unless onnx and onnxscript (torch's ONNX exporter) import."""
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(f"ONNX export needs {' and '.join(missing)}, which the base install does not carry: "
+                          "pip install 'alnet_fast[export]'")
 
 
 @contextlib.contextmanager
@@ -49,6 +58,7 @@ def export_onnx(model: ALNet | FoldedALNet, path: str | os.PathLike, opset: int 
     Height and width are dynamic with a minimum of 2 * 32 = 64 (exported for stage-4 maps of at least
     2 x 2; ONNX Runtime runs smaller padded inputs too). example_size: H = W of the tracing example.
     """
+    require_exporter()
     import onnx
 
     if isinstance(model, ALNet):

@@ -7,6 +7,7 @@ folded network: torch.compile of the folded module, and ONNX Runtime / OpenVINO 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +26,12 @@ def alnet_fast_runner(model: alnet_fast.ALNet, backend: str, dtype: torch.dtype,
 
 def torch_compile_runner(folded: FoldedALNet, dtype: torch.dtype = torch.float32) -> Runner:
     """torch.compile (inductor, weights frozen as constants) of the folded model in ``dtype``, channels_last."""
+    with warnings.catch_warnings():
+        # Importing inductor imports torch.utils.mkldnn, whose classes are built with the deprecated
+        # torch.jit.script_method: one DeprecationWarning per method, none of them about our code.
+        warnings.filterwarnings("ignore", message="`torch.jit.script_method` is deprecated",
+                                category=DeprecationWarning)
+        import torch._inductor.compile_fx  # noqa: F401
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True

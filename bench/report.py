@@ -1,6 +1,6 @@
 """Render a pytest-benchmark JSON as a table and a bar chart, every entry as a ratio to ONNX Runtime fp32.
 
-    python bench/report.py results.json [--out results]   # writes results.md and results.png
+    python bench/report.py results.json [--out results]   # writes results.md and results.png, says where
 
 Ratios (entry min / baseline min in the same group and run) are the numbers to quote: on a shared
 machine, interference only ever adds time, so the minimum is the least noisy estimate. The baseline
@@ -88,7 +88,7 @@ def bar_chart(rows: list[dict], path: Path) -> None:
         colors = ["tab:green" if r["entry"].startswith("alnet_fast") else "tab:gray" for r in sub]
         ax.barh(labels, [r["ratio"] for r in sub], color=colors)
         ax.axvline(1.0, color="black", linewidth=0.8)
-        ax.set_title(f"{group}: latency / ONNX Runtime fp32 (lower is faster)", fontsize=9)
+        ax.set_title(f"{group}: min latency / ONNX Runtime fp32 min latency (lower is faster)", fontsize=9)
         ax.tick_params(labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -103,9 +103,11 @@ def main(argv: list[str] | None = None) -> None:
     data = json.loads(args.results.read_text())
     rows = with_ratios(load_rows(data))
     stem = args.out or args.results.with_suffix("")
-    Path(f"{stem}.md").write_text(markdown(data, rows))
-    bar_chart(rows, Path(f"{stem}.png"))
-    print(Path(f"{stem}.md").read_text())
+    table, chart = Path(f"{stem}.md"), Path(f"{stem}.png")
+    table.write_text(markdown(data, rows))
+    bar_chart(rows, chart)
+    print(table.read_text())
+    print(f"wrote {table} (median and min ms; ratios are of minima) and {chart} (ratios of minima)")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 import alnet_fast
-from alnet_fast.train import DATASET_CONFIGS, Summary, TrainSettings, load_dataset, summarise, train
+from alnet_fast.train import DATASET_CONFIGS, DATASET_MODALITIES, Summary, TrainSettings, load_dataset, summarise, train
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS_DIR = REPO / "alnet_fast" / "weights"
@@ -64,18 +64,17 @@ def build(name: str, data: Path, runs: Path) -> None:
     splits = load_dataset(name, data)
     settings = RECIPES[name]
     start = time.perf_counter()
-    result = train(splits["train"], splits["val"], runs / name, DATASET_CONFIGS[name], settings, resume=True)
+    result = train(splits["train"], splits["val"], runs / name, DATASET_CONFIGS[name], settings, resume="auto")
     minutes = (time.perf_counter() - start) / 60
     model = alnet_fast.load(result.best_path, fold=False).model
     shipped = WEIGHTS_DIR / f"{name}.safetensors"
     metadata = {"dataset": SOURCES[name], "val_dice": f"{result.best_val_dice:.4f}",
-                "epoch": str(result.best_epoch), "recipe": repr(settings)}
+                "epoch": str(result.best_epoch), "recipe": repr(settings), **DATASET_MODALITIES[name]}
     alnet_fast.save(model, shipped, metadata=metadata, dtype=torch.float16)
     test = evaluate(shipped, splits["test"])
     alnet_fast.save(model, shipped, dtype=torch.float16,
                     metadata={**metadata, "test_dice": f"{test.pooled['dice']:.4f}",
                               "test_metrics_per_image": test.format()})
-    shipped.chmod(0o644)  # alnet_fast.save writes through mkstemp (0600); a shipped file must be world-readable
     print(f"{name}: best epoch {result.best_epoch} (val Dice {result.best_val_dice:.4f}), "
           f"test Dice (all test pixels pooled) {test.pooled['dice']:.4f}, per image {test.format()} over "
           f"{len(test.per_image)} images; trained {minutes:.1f} min in this run; wrote {shipped} "

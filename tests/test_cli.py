@@ -69,7 +69,7 @@ def test_folder_with_one_corrupt_file_segments_the_rest_and_exits_1(tmp_path, ch
     assert "broken.dcm" in captured.err and "Traceback" not in captured.err
     assert "5 segmented, 0 skipped (outputs exist), 1 failed" in captured.out and "images/s" in captured.out
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert names == ["a.png", "a_overlay.png", "a_probs.tif", "anat.nii.gz", "anat_probs.nii.gz",
+    assert names == ["a.png", "a_overlay.png", "a_probs.tif", "anat.nii.gz", "anat_overlay.png", "anat_probs.nii.gz",
                      "c.png", "c_overlay.png", "c_probs.tif", "mr.png", "mr_overlay.png", "mr_probs.tif",
                      "sub/b.png", "sub/b_overlay.png", "sub/b_probs.tif"]
     assert not hidden_files(out)

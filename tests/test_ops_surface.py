@@ -142,8 +142,8 @@ def test_unusable_backends_raise_backend_unavailable_with_the_reason():
     if DEVICE == "cpu":
         with pytest.raises(BackendUnavailable, match="bfloat16"):
             alnet_fast.ops.conv3x3_bias_relu(x.bfloat16(), w.bfloat16(), b.bfloat16(), backend="triton")
-        with pytest.raises(BackendUnavailable, match="TRITON_INTERPRET=1"):
-            get_backend("triton", "cuda")  # kernels were loaded for the interpreter (or no CUDA here)
+        with pytest.raises(BackendUnavailable, match="TRITON_INTERPRET=1|no CUDA"):
+            get_backend("triton", "cuda")  # no CUDA torch or device here, or kernels loaded for the interpreter
 
 
 def test_triton_on_cpu_without_the_interpreter_says_how_to_enable_it(tmp_path):

@@ -199,5 +199,5 @@ def test_commands_reject_bad_arguments(tmp_path):
         train_command.split_validation([(np.zeros((4, 4)), np.zeros((4, 4)))], 0.2)
     with pytest.raises(ValueError, match="differ in size"):
         to_tensors([(np.zeros((8, 8), np.uint8), np.zeros((8, 9), bool))], TINY)
-    with pytest.raises(FileNotFoundError, match="fetch_data.py"):
+    with pytest.raises(FileNotFoundError, match="alnet-fast fetch-data"):
         _cli(train_command, ["train", "--dataset", "nuclei", "--data", str(tmp_path), "--out", str(tmp_path)])

@@ -3,9 +3,11 @@
 Per input (relative name REL, its suffix removed), under OUTDIR:
   REL.png            uint8 label mask (0/1 for one class, 0..K-1 otherwise) for a 2-D image or DICOM slice
   REL.nii.gz         uint8 label volume for a NIfTI input (same affine and header)
-  REL_overlay.png    --overlay: the mask drawn over the image (2-D inputs)
+  REL_overlay.png    --overlay: the mask drawn over the image (for a volume: its middle slice along --axis)
   REL_probs.tif      --probs: float32 probabilities [H, W] or [K, H, W] (REL_probs.nii.gz for volumes)
 Every file is written atomically; --skip-existing skips inputs whose outputs all exist (a resumed run).
+An input unlike the model's recorded training data (a CT DICOM for an MR model, a NIfTI volume for a 2-D
+model) is segmented with a one-line warning (alnet_fast.modality).
 An input that cannot be read or segmented is reported with its path and the run goes on; the exit
 code is then 1. User errors (no such input, unknown model or backend) print one line and exit 2.
 """
@@ -23,6 +25,7 @@ import numpy as np
 
 from ..errors import ImageReadError
 from ..io import is_dicom, read_image, write_png, write_tiff
+from ..modality import mismatch, training_data
 from ..paths import (DICOM_SUFFIXES, NIFTI_SUFFIXES, PILLOW_SUFFIXES, TIFF_SUFFIXES, full_suffix, is_nifti,
                      strip_suffix)
 from ..outputs import probs_to_mask
@@ -53,7 +56,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--tile", type=positive_int, default=None, metavar="PX",
                         help="segment in overlapping PX x PX tiles (a multiple of 32, e.g. 512) for large images")
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default: 0.25)")
-    parser.add_argument("--overlay", action="store_true", help="also write REL_overlay.png (2-D inputs)")
+    parser.add_argument("--overlay", action="store_true",
+                        help="also write REL_overlay.png (volumes: the middle slice along --axis)")
     parser.add_argument("--probs", action="store_true", help="also write probabilities (REL_probs.tif / .nii.gz)")
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs all exist")
     parser.add_argument("--axis", type=int, default=2, choices=(0, 1, 2),
@@ -98,7 +102,11 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None) -> list[tuple
         else:
             raise FileNotFoundError(f"input {text!r} not found")
     if not found:
-        raise FileNotFoundError(f"no image files found in {inputs}")
+        inside = [p for text in inputs if Path(text).is_dir() for p, _ in _folder_images(Path(text), None)]
+        why = (f": the {len(inside)} image file(s) there are inside the output folder {str(exclude)!r}, which is "
+               "never read as input (it holds earlier outputs); write the outputs to another folder"
+               if exclude is not None and inside else "")
+        raise FileNotFoundError(f"no image files found in {inputs}{why}")
     return found
 
 
@@ -122,7 +130,9 @@ def plan_jobs(found: list[tuple[Path, Path]], outdir: Path, overlay: bool, probs
     for source, rel in found:
         base = outdir / strip_suffix(rel)
         if is_nifti(source):
-            outputs = [base.with_name(base.name + ".nii.gz")] + ([_suffixed(base, "_probs.nii.gz")] if probs else [])
+            outputs = [base.with_name(base.name + ".nii.gz")]
+            outputs += [_suffixed(base, "_overlay.png")] if overlay else []
+            outputs += [_suffixed(base, "_probs.nii.gz")] if probs else []
         else:
             outputs = [base.with_name(base.name + ".png")]
             outputs += [_suffixed(base, "_overlay.png")] if overlay else []
@@ -159,14 +169,29 @@ def render_overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.round(rgb).astype(np.uint8)
 
 
+def middle_slice_overlay(volume: np.ndarray, mask: np.ndarray, axis: int) -> np.ndarray:
+    """render_overlay of the middle slice along ``axis``. volume: [X, Y, Z] (or [X, Y, Z, 1]); mask: uint8
+    [X, Y, Z] -> uint8 [h, w, 3] in voxel order."""
+    middle = mask.shape[axis] // 2
+    return render_overlay(np.take(volume.reshape(mask.shape), middle, axis), np.take(mask, middle, axis))
+
+
 # The run
 
 class SegmentRun:
     """Segments jobs with one Segmenter, counting successes and failures; reports through a progress bar."""
 
-    def __init__(self, segmenter, args: argparse.Namespace, bar):
-        self.segmenter, self.args, self.bar = segmenter, args, bar
-        self.done, self.failed = 0, []
+    def __init__(self, segmenter, args: argparse.Namespace, bar, training: dict[str, str]):
+        self.segmenter, self.args, self.bar, self.training = segmenter, args, bar, training
+        self.done, self.failed, self.warned = 0, [], set()
+
+    def check_modality(self, job: Job) -> None:
+        """One warning line per kind of input that differs from the model's recorded training data."""
+        reason = mismatch(job.source, self.training)
+        if reason is not None and reason not in self.warned:
+            self.warned.add(reason)
+            self.bar.write(f"alnet-fast segment: warning: {str(job.source)!r} (and any like it) is {reason} "
+                           f"(--model {self.args.model}); its masks may be meaningless", file=sys.stderr)
 
     def fail(self, job: Job, exc: BaseException) -> None:
         self.failed.append(job.source)
@@ -178,6 +203,7 @@ class SegmentRun:
         """2-D inputs, read and segmented together (one batch); an input that fails is redone alone."""
         loaded = []
         for job in jobs:
+            self.check_modality(job)
             try:
                 loaded.append((job, read_image(job.source, window=not self.args.no_window)))
             except INPUT_ERRORS as exc:
@@ -213,10 +239,15 @@ class SegmentRun:
     def volume(self, job: Job) -> None:
         from ..volumes import segment_nifti, write_nifti_like
 
+        self.check_modality(job)
         try:
             result = segment_nifti(self.segmenter, job.source, self.args.axis, self.args.tile, self.args.overlap)
+            extra = iter(job.outputs[1:])
+            if self.args.overlay:
+                write_png(next(extra), middle_slice_overlay(np.asarray(result.image.dataobj), result.mask,
+                                                            self.args.axis))
             if self.args.probs:
-                write_nifti_like(job.outputs[1], result.probs.astype(np.float32), result.image)
+                write_nifti_like(next(extra), result.probs.astype(np.float32), result.image)
             write_nifti_like(job.outputs[0], result.mask, result.image)
         except INPUT_ERRORS as exc:
             self.fail(job, exc)
@@ -255,10 +286,11 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan_jobs(collect_inputs(args.inputs, exclude=args.output), args.output, args.overlay, args.probs)
     todo = [job for job in jobs if not (args.skip_existing and all(p.is_file() for p in job.outputs))]
     segmenter = load_segmenter(args)
+    training = training_data(args.model)
     start = time.perf_counter()
     with tqdm(total=len(todo), unit="img", desc="segment", disable=args.quiet or None, file=sys.stderr,
               dynamic_ncols=True) as bar:
-        session = SegmentRun(segmenter, args, bar)
+        session = SegmentRun(segmenter, args, bar, training)
         session.segment_all(todo)
     elapsed = time.perf_counter() - start
     rate = session.done / elapsed if elapsed > 0 else 0.0

@@ -9,10 +9,11 @@ import numpy as np
 import torch
 
 from ..config import ALNetConfig
-from ..train import DATASET_CONFIGS, TrainSettings, load_dataset, train
+from ..train import DATASET_CONFIGS, DATASET_MODALITIES, TrainSettings, load_dataset, train
 from ..train.augment import Augmentation
 from ..train.datasets import Sample
-from .common import read_pairs
+from ..train.fetch import default_data_dir
+from .common import DefaultsHelpFormatter, positive_int, read_pairs
 
 
 def split_validation(samples: list[Sample], fraction: float) -> tuple[list[Sample], list[Sample]]:
@@ -28,29 +29,39 @@ def split_validation(samples: list[Sample], fraction: float) -> tuple[list[Sampl
 def add_parser(subparsers) -> None:
     defaults = TrainSettings()
     p = subparsers.add_parser("train", help="train AL-Net (Dice + BCE, Adam 5e-3, x0.95 per epoch, batch 4)",
+                              formatter_class=DefaultsHelpFormatter,
                               description="Train AL-Net; writes OUT/best.safetensors (best validation Dice) "
-                                          "and OUT/state.pt (for --resume).")
+                                          "and OUT/state.pt (after every epoch, for --resume). A new run refuses "
+                                          "an OUT that holds a state.pt; --resume continues it (only --epochs "
+                                          "may change). Exit codes: 0 trained, 2 bad arguments or data, "
+                                          "130 interrupted (resume with --resume).")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", choices=sorted(DATASET_CONFIGS), help="a real data set (scripts/fetch_data.py)")
-    src.add_argument("--images", nargs="+", help="training image files (with --masks, in the same order)")
-    p.add_argument("--masks", nargs="+", help="mask files for --images (nonzero is foreground)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="share of --images used to validate")
-    p.add_argument("--data", type=Path, default=None, help="data directory for --dataset (default ./data)")
-    p.add_argument("--in-channels", type=int, default=1, help="model input channels for --images (default 1)")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--lr-decay", type=float, default=defaults.lr_decay, help="multiplier per epoch")
-    p.add_argument("--crop", type=int, default=defaults.crop, help="square training crop size")
+    src.add_argument("--dataset", choices=sorted(DATASET_CONFIGS),
+                     help="a real data set, downloaded first with `alnet-fast fetch-data`")
+    src.add_argument("--images", nargs="+", metavar="FILE",
+                     help="training image files (with --masks, in the same order)")
+    p.add_argument("--masks", nargs="+", metavar="FILE", help="mask files for --images (nonzero is foreground)")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of --images (the last ones) held out to validate")
+    p.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help=f"data folder for --dataset ($ALNET_DATA, else {default_data_dir()})")
+    p.add_argument("--in-channels", type=int, default=1, help="model input channels for --images")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="epochs to train in all")
+    p.add_argument("--steps-per-epoch", type=positive_int, default=defaults.steps_per_epoch,
+                   help="optimizer steps (batches of random crops) per epoch")
+    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="crops per batch")
+    p.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")
+    p.add_argument("--lr-decay", type=float, default=defaults.lr_decay, help="learning rate multiplier per epoch")
+    p.add_argument("--crop", type=positive_int, default=defaults.crop, help="square training crop size in pixels")
     p.add_argument("--max-shift", type=int, default=defaults.augmentation.max_shift,
                    help="largest random translation in pixels")
-    p.add_argument("--loss", choices=("bce_dice", "self_adjusting"), default=defaults.loss)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--loss", choices=("bce_dice", "self_adjusting"), default=defaults.loss,
+                   help="bce_dice: Dice + BCE; self_adjusting: adds auxiliary heads weighted during training")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights and crops (runs are repeatable)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in OUT/state.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar and no per-epoch lines")
     p.set_defaults(func=run)
 
 
@@ -60,15 +71,17 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset:
         splits = load_dataset(args.dataset, args.data)
         train_samples, val_samples, config = splits["train"], splits["val"], DATASET_CONFIGS[args.dataset]
+        metadata = DATASET_MODALITIES[args.dataset]
     else:
         if not args.masks:
             raise ValueError("--images needs --masks")
         train_samples, val_samples = split_validation(read_pairs(args.images, args.masks), args.val_fraction)
         config = ALNetConfig(in_channels=args.in_channels, num_classes=1)
+        metadata = {}
     settings = TrainSettings(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                              lr=args.lr, lr_decay=args.lr_decay, crop=args.crop, loss=args.loss, seed=args.seed,
                              augmentation=Augmentation(max_shift=args.max_shift))
     result = train(train_samples, val_samples, args.out, config, settings, resume=args.resume,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, metadata=metadata)
     print(f"best epoch {result.best_epoch}: validation Dice {result.best_val_dice:.4f}; wrote {result.best_path}")
     return 0

@@ -9,13 +9,13 @@ import sys
 import types
 
 from .augment import Augmentation
-from .datasets import DATASET_CONFIGS, bundled_sample, load_dataset
+from .datasets import DATASET_CONFIGS, DATASET_MODALITIES, bundled_sample, load_dataset
 from .heads import AuxiliaryHeads
 from .losses import bce_dice_loss, self_adjusting_loss, soft_dice_loss
 from .metrics import Summary, image_metrics, summarise
 from .trainer import TrainResult, TrainSettings, train
 
-__all__ = ["Augmentation", "AuxiliaryHeads", "DATASET_CONFIGS", "Summary", "TrainResult", "TrainSettings",
+__all__ = ["Augmentation", "AuxiliaryHeads", "DATASET_CONFIGS", "DATASET_MODALITIES", "Summary", "TrainResult", "TrainSettings",
            "bce_dice_loss", "bundled_sample", "image_metrics", "load_dataset", "self_adjusting_loss",
            "soft_dice_loss", "summarise", "train"]
 

@@ -1,7 +1,8 @@
 """Real data sets and their written train / validation / test splits.
 
 A sample is ``(image, mask)``: a raw image array [H, W] in its file's dtype and a boolean mask [H, W].
-Nothing is downloaded here: ``scripts/fetch_data.py`` puts the files under ``data/`` (checksummed).
+Nothing is downloaded here: ``alnet-fast fetch-data`` (alnet_fast.train.fetch) puts the files under
+``default_data_dir()`` (``$ALNET_DATA``, else ``~/.cache/alnet_fast/data``), checksummed.
 
 Splits (the test part is never seen in training, not even for validation):
   nuclei (stardist 0.9.2 img2d.tif / mask2d.tif, 512 x 512, CC0): the bottom-right 256 x 256 quadrant
@@ -20,20 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ALNetConfig
+from .fetch import default_data_dir
 
 Sample = tuple[np.ndarray, np.ndarray]
 SPLITS = ("train", "val", "test")
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data"
-FETCH_HINT = "run `python scripts/fetch_data.py` from the repository root to download it (checksummed)"
+FETCH_HINT = "run `alnet-fast fetch-data` to download it (checksummed), or pass --data DIR"
 
 NUCLEI_QUADRANT = 256
 NUCLEI_VAL_ROWS = 64
 BRAIN_BLOCK = 8
-
-
-def default_data_dir() -> Path:
-    """``$ALNET_DATA`` if set, else ``./data``."""
-    return Path(os.environ.get("ALNET_DATA", "data"))
 
 
 def _require(path: Path) -> Path:
@@ -101,6 +98,10 @@ DATASETS = {"nuclei": load_nuclei, "brain": load_brain}
 # The architecture and normalisation each data set's model is trained with.
 DATASET_CONFIGS = {"nuclei": ALNetConfig(in_channels=1, num_classes=1),
                    "brain": ALNetConfig(in_channels=1, num_classes=1)}
+
+# What each data set is, recorded in its models' checkpoints (alnet_fast.modality warns on other inputs).
+DATASET_MODALITIES = {"nuclei": {"training_modality": "fluorescence microscopy", "training_dims": "2d"},
+                      "brain": {"training_modality": "MR", "training_dims": "3d-slices"}}
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None) -> dict[str, list[Sample]]:

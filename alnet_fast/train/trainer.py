@@ -62,9 +62,20 @@ class TrainSettings:
         """Inverse of dataclasses.asdict."""
         return cls(**{**data, "augmentation": Augmentation(**data["augmentation"])})
 
-    def resumable_with(self, other: "TrainSettings") -> bool:
-        """Whether a run with ``other`` may continue one with these settings (only ``epochs`` may change)."""
-        return dataclasses.replace(self, epochs=other.epochs) == other
+    def resume_conflicts(self, other: "TrainSettings") -> list[str]:
+        """What differs between these settings (a saved run's) and ``other`` (a run that would continue it),
+        as ``--flag saved -> other``; only ``epochs`` may change on resume."""
+        saved, new = _flatten(dataclasses.asdict(self)), _flatten(dataclasses.asdict(other))
+        return [f"--{name.replace('_', '-')} {saved[name]!r} -> {new[name]!r}" for name in saved
+                if name != "epochs" and saved[name] != new.get(name)]
+
+
+def _flatten(settings: dict) -> dict:
+    """Nested settings (e.g. ``augmentation``) merged into one level: their fields are flags of their own."""
+    flat = {}
+    for name, value in settings.items():
+        flat.update(_flatten(value) if isinstance(value, dict) else {name: value})
+    return flat
 
 
 @dataclass
@@ -153,15 +164,40 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+def check_resumable(state: dict, config: ALNetConfig, settings: TrainSettings, state_path: Path) -> None:
+    """ValueError naming every setting (as its flag) and config field that differ from the saved run's."""
+    saved_config = state["config"]
+    conflicts = TrainSettings.from_dict(state["settings"]).resume_conflicts(settings)
+    conflicts += [f"model config {key} {saved_config.get(key)!r} -> {value!r}"
+                  for key, value in config.to_dict().items() if saved_config.get(key) != value]
+    if conflicts:
+        raise ValueError(f"cannot resume {str(state_path)!r}: it was written by a run with different settings "
+                         f"({'; '.join(conflicts)}); only --epochs may change. Rerun with the saved values or "
+                         "use another --out")
+
+
+def _start_line(start: int, epochs: int, best_epoch: int, best_dice: float, state_path: Path) -> str:
+    if start == 0:
+        return f"starting at epoch 1 of {epochs}"
+    where = f"from {state_path} (best so far: epoch {best_epoch}, val Dice {best_dice:.4f})"
+    if start >= epochs:
+        return f"nothing to train: {state_path} already finished epoch {start} of {epochs}; raise --epochs to go on"
+    return f"resuming at epoch {start + 1} of {epochs} {where}"
+
+
 def train(train_samples: list[Sample], val_samples: list[Sample], out_dir: str | os.PathLike,
-          config: ALNetConfig | None = None, settings: TrainSettings | None = None, resume: bool = False,
+          config: ALNetConfig | None = None, settings: TrainSettings | None = None, resume: bool | str = False,
           progress: bool = True, metadata: dict[str, str] | None = None) -> TrainResult:
     """Train an ALNet on (image, mask) samples; keep the checkpoint with the best validation Dice.
 
-    resume: continue from ``out_dir/state.pt`` if it exists (a run interrupted at any point resumes
-    from its last finished epoch and ends with the same weights as an uninterrupted run).
+    resume: True continues from ``out_dir/state.pt`` (FileNotFoundError if there is none; a run interrupted
+    at any point resumes from its last finished epoch and ends with the same weights as an uninterrupted
+    run); False starts a new run (FileExistsError if ``out_dir`` holds a state, which it would overwrite);
+    "auto" continues if there is a state and starts otherwise.
     metadata: extra strings stored in best.safetensors (with ``val_dice`` and ``epoch``).
     """
+    if resume not in (True, False, "auto"):
+        raise ValueError(f"resume must be True, False or 'auto', got {resume!r}")
     config = config or ALNetConfig()
     settings = settings or TrainSettings()
     out_dir = Path(out_dir)
@@ -176,17 +212,22 @@ def train(train_samples: list[Sample], val_samples: list[Sample], out_dir: str |
     start, best_epoch, best_dice, history = 0, -1, -1.0, []
 
     state_path, best_path = out_dir / STATE_FILE, out_dir / BEST_FILE
-    if resume and state_path.exists():
+    if state_path.exists() and resume:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
-        saved = TrainSettings.from_dict(state["settings"])
-        if state["config"] != config.to_dict() or not saved.resumable_with(settings):
-            raise ValueError(f"{state_path} was written by a run with different settings or config "
-                             f"({saved}, {state['config']}); use another out_dir or resume=False")
+        check_resumable(state, config, settings, state_path)
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start, best_epoch, best_dice, history = (state["epoch"], state["best_epoch"], state["best_dice"],
                                                  state["history"])
+    elif state_path.exists():
+        raise FileExistsError(f"{str(out_dir)!r} holds the state of an earlier run ({STATE_FILE}); pass --resume "
+                              "(resume=True) to continue it, or another --out to start a new run")
+    elif resume is True:
+        raise FileNotFoundError(f"nothing to resume: {str(state_path)!r} does not exist; drop --resume "
+                                "to start a new run")
+    if progress:
+        tqdm.write(_start_line(start, settings.epochs, best_epoch, best_dice, state_path))
 
     for epoch in range(start, settings.epochs):
         desc = f"epoch {epoch + 1}/{settings.epochs}"

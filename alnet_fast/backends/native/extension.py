@@ -7,6 +7,7 @@ modules say at run time (the SIMD level chosen by cpuid, whether a CUDA device i
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib
 import json
@@ -78,8 +79,26 @@ def cuda_unavailable_reason() -> str | None:
         return _missing_reason("cuda", "_native_cuda", error)
     info = _cuda_device_info()
     if info["device_count"] == 0:
-        return f"the CUDA kernels are built but cannot run: {info['error'] or 'no CUDA device'}"
+        return f"the CUDA kernels are built but cannot run: {_no_device_reason(info['error'])}"
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def _driver_loadable() -> bool:
+    """Whether the NVIDIA driver's user-space library (libcuda) is installed."""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def _no_device_reason(runtime_error: str | None) -> str:
+    """The CUDA runtime's device-count error in plain words: the runtime says "driver version is
+    insufficient" also when there is no driver at all (no GPU), which reads like an upgrade would help."""
+    if not _driver_loadable():
+        return "no NVIDIA driver installed (libcuda not found), so no CUDA device / no GPU"
+    return f"no CUDA device usable ({runtime_error})" if runtime_error else "no CUDA device"
 
 
 def build_info() -> dict:
