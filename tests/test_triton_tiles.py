@@ -16,16 +16,22 @@ H100_SMS = 132
 
 
 def model_layers(n: int, size: int, dtype: str, precision: str = "tf32") -> list[LayerKey]:
-    """The conv layers of the default AL-Net at an n x 3 x size x size input (encoder and decoder 3x3/1x1)."""
+    """The conv layers of the default AL-Net at an n x 3 x size x size input: encoder, Lite R-ASPP, decoder."""
     config, keys, cin, hw = ALNetConfig(), [], 3, size
     for width, depth in zip(config.widths, config.depths):
         keys.append(LayerKey(n, hw, hw, cin, triton.cdiv(cin, 16) * 16, width, 3, 2, False, dtype, precision))
         hw = triton.cdiv(hw, 2)
         keys += [LayerKey(n, hw, hw, width, width, width, 3, 1, False, dtype, precision)] * (depth - 1)
         cin = width
-    keys.append(LayerKey(n, hw, hw, cin, cin, config.context_channels, 1, 1, True, dtype, precision))
-    keys.append(LayerKey(n, size // 4, size // 4, 128, 128, 1, 1, 1, False, dtype, precision))  # classifier
-    return keys
+    cc, cd, w = config.context_channels, config.decoder_channels, config.widths
+
+    def decoder(stride_of_input: int, cin: int, cout: int, ksize: int, gate: bool = False) -> LayerKey:
+        return LayerKey(n, size // stride_of_input, size // stride_of_input, cin, triton.cdiv(cin, 16) * 16, cout,
+                        ksize, 1, gate, dtype, precision)
+
+    return keys + [decoder(32, w[4], cc, 1, gate=True), decoder(32, cc, cd, 1),  # Lite R-ASPP, context
+                   decoder(16, w[3], cd, 1), decoder(8, w[2], cd, 3), decoder(4, w[1], cd, 3),  # high, mid, low
+                   decoder(4, cd, cd, 3), decoder(4, cd, config.num_classes, 1)]  # fuse, classifier
 
 
 ALL_LAYERS = [k for n in (1, 32) for size in (64, 512) for dtype, prec in

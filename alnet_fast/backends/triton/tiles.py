@@ -101,18 +101,19 @@ def _programs(m: int, cout: int, block_m: int, block_n: int) -> int:
 def pinned_tile(key: LayerKey, sm_count: int) -> Tile:
     """The default tile of a layer, from its shape alone (no compile, no timing).
 
-    Tensor cores: up to 128 x 128 x 64 (fp16 / bf16) or x 32 (TF32, 4-byte operands); exact fp32 on FMA
-    units: up to 64 x 64 (its 128 x 128 accumulators spill). Then halve M, and N, down to 32 until the
+    Tensor cores: up to 128 x 128 (fp16 / bf16 / TF32); exact fp32 on FMA units: up to 64 x 64 (its
+    128 x 128 accumulators spill). K steps of 64 channels for 2-byte operands below 128 x 128, else 32
+    (compiled for sm_90a, 128 x 128 x 64 fp16 at 3 stages needs 255 registers and spills). Then halve M, and N, down to 32 until the
     layer launches at least ``sm_count`` programs, so small feature maps still fill the GPU.
     """
     big = key.tensor_cores
-    block_k = block_k_for(key.cin_pad, cap=64 if key.elem_bytes == 2 else 32)
     block_n = min(128 if big else 64, max(16, triton.next_power_of_2(key.cout)))
     block_m = 128 if big else 64
     while _programs(key.m, key.cout, block_m, block_n) < sm_count and block_m > 32:
         block_m //= 2
     while _programs(key.m, key.cout, block_m, block_n) < sm_count and block_n > 32:
         block_n //= 2
+    block_k = block_k_for(key.cin_pad, cap=64 if key.elem_bytes == 2 and block_m * block_n < 128 * 128 else 32)
     return Tile(block_m, block_n, block_k, stages_for(block_m, block_n, block_k, key.elem_bytes))
 
 
