@@ -12,11 +12,14 @@ Correctness rules it keeps:
 - the output is the graph's static buffer, overwritten by the next call: copy it before calling again
   (Segmenter.logits does: ``.float().cpu()``);
 - ``state()`` (e.g. the weights' stamps) is compared at each call; when it changed, every graph is
-  dropped and recaptured, since a graph replays the kernels, weights and packed weights it captured.
+  dropped and recaptured, since a graph replays the kernels, weights and packed weights it captured;
+- a forward that cannot be captured (a kernel that synchronises or allocates outside PyTorch) warns
+  once, naming the error, and runs eagerly from then on: slower, never wrong.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Hashable
@@ -72,6 +75,7 @@ class GraphedForward:
         self.fn, self.state, self.warmup, self.max_graphs, self.capture = fn, state, warmup, max_graphs, capture
         self._graphs: OrderedDict[tuple, CapturedForward] = OrderedDict()
         self._state: Hashable = None
+        self.capture_error: str | None = None  # set when a capture failed: every call then runs fn eagerly
 
     @staticmethod
     def key(x: torch.Tensor) -> tuple:
@@ -83,6 +87,8 @@ class GraphedForward:
         return list(self._graphs)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.capture_error is not None:
+            return self.fn(x)
         state = self.state()
         if state != self._state:
             self._graphs.clear()
@@ -92,7 +98,14 @@ class GraphedForward:
         if graph is None:
             static_input = torch.empty_like(x)  # keeps x's memory format
             static_input.copy_(x)
-            graph = CapturedForward(static_input, *self.capture(self.fn, static_input, self.warmup))
+            try:
+                graph = CapturedForward(static_input, *self.capture(self.fn, static_input, self.warmup))
+            except RuntimeError as exc:
+                self.capture_error = f"{type(exc).__name__}: {exc}"
+                warnings.warn(f"CUDA graph capture failed ({self.capture_error}); running eagerly from now on "
+                              f"(pass cuda_graphs=False to skip the attempt)", RuntimeWarning, stacklevel=2)
+                self._graphs.clear()
+                return self.fn(x)
             self._graphs[key] = graph
             while len(self._graphs) > self.max_graphs:
                 self._graphs.popitem(last=False)

@@ -4,7 +4,7 @@ For every conv layer of the default AL-Net at 512x512 (batches 1 and 32) and eac
 exact fp32), the pinned tile (tiles.pinned_tile, 132 SMs as on an H100/H200) is compiled for sm_90a
 with the ptxas bundled in the Triton wheel and measured with its cuobjdump. Strides are specialised as
 Triton does at run time for channels_last tensors (channel stride 1, other strides divisible by 16).
-Run WITHOUT TRITON_INTERPRET:
+Compiles go to a fresh Triton cache directory, so each is timed in full. Run WITHOUT TRITON_INTERPRET:
 
     python bench/triton_compile_check.py > bench/results/triton-sm90a-compile.txt
 """
@@ -19,12 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
+os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="alnet_triton_cache_")  # before triton is imported
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
 
-from alnet_fast.backends.triton.conv3x3 import conv_kernel
-from alnet_fast.backends.triton.tiles import LayerKey, Tile, pinned_tile
+from alnet_fast.backends.triton.conv3x3 import conv_kernel  # noqa: E402
+from alnet_fast.backends.triton.tiles import LayerKey, Tile, pinned_tile  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_triton_tiles import model_layers  # noqa: E402  (the layer list the tile tests use)

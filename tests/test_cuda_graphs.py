@@ -62,6 +62,18 @@ def test_a_changed_state_recaptures():
     assert torch.equal(graphed(x), 5 * x) and len(captures) == 2
 
 
+def test_a_failed_capture_warns_once_and_runs_eagerly():
+    def failing_capture(fn, static_input, warmup):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    graphed = GraphedForward(lambda x: x + 1, capture=failing_capture)
+    x = torch.randn(3)
+    with pytest.warns(RuntimeWarning, match="not permitted when stream is capturing.*cuda_graphs=False"):
+        assert torch.equal(graphed(x), x + 1)
+    assert "not permitted" in graphed.capture_error and graphed.captured == []
+    assert torch.equal(graphed(2 * x), 2 * x + 1)  # eager from now on, without another attempt or warning
+
+
 def test_max_graphs_is_checked():
     with pytest.raises(ValueError, match="max_graphs"):
         GraphedForward(lambda x: x, max_graphs=0)
