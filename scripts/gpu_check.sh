@@ -32,12 +32,17 @@ cd "$OUT" || exit 1
 "$PY" -c "import alnet_fast, torch, triton; print('alnet_fast', alnet_fast.__version__, alnet_fast.build_info()); \
 print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" 2>&1 | tee "$OUT/versions.txt"
 
-log "GPU test tier (pytest -m gpu)"
-timeout "${GPU_TEST_S:-210}" "$PY" -m pytest "$REPO/tests" -m gpu -q -rs -p no:cacheprovider \
-    --junitxml="$OUT/gpu_tests.xml" >"$OUT/gpu_tests.log" 2>&1
-TESTS_RC=$?
-tail -n 25 "$OUT/gpu_tests.log" | tee -a "$LOG"
-log "GPU tests rc=$TESTS_RC"
+if "$PY" -c "import pytest" 2>/dev/null; then
+    log "GPU test tier (pytest -m gpu)"
+    timeout "${GPU_TEST_S:-210}" "$PY" -m pytest "$REPO/tests" -m gpu -q -rs -p no:cacheprovider \
+        --junitxml="$OUT/gpu_tests.xml" >"$OUT/gpu_tests.log" 2>&1
+    TESTS_RC=$?
+    tail -n 25 "$OUT/gpu_tests.log" | tee -a "$LOG"
+    log "GPU tests rc=$TESTS_RC"
+else
+    TESTS_RC=1
+    log "GPU tests NOT RUN: pytest is not installed in $PY (the benchmark still runs)"
+fi
 
 BENCH_S=$(( ${TOTAL_S:-450} - (SECONDS - START) ))
 (( BENCH_S < 60 )) && BENCH_S=60

@@ -128,7 +128,8 @@ def select_tile(key: LayerKey, device: torch.device, autotune: bool, launch, cac
     (sm_count 1), which is how the tuning and its disk cache are tested without a GPU.
     """
     if device.type == "cuda":
-        sm_count, device_cache = _device_tiles(torch.device("cuda", device.index or torch.cuda.current_device()))
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        sm_count, device_cache = _device_tiles(torch.device("cuda", index))
     else:
         sm_count, device_cache = 1, None
     if autotune:
