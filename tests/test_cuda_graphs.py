@@ -99,7 +99,10 @@ def test_segmenter_replays_real_cuda_graphs_with_changing_inputs(backend):
     assert graphed.graphs is not None
     for seed in range(3):  # the first call captures, the next two replay with new inputs
         x = torch.randn(2, 3, 96, 64, generator=torch.Generator().manual_seed(seed))
-        # the same kernels on the same inputs: a replay equals the eager forward bit for bit
-        assert torch.equal(graphed.logits(x), eager.logits(x))
+        out, ref = graphed.logits(x), eager.logits(x)
+        if backend == "triton":  # the same kernels and tiles on the same inputs: bit for bit
+            assert torch.equal(out, ref)
+        else:  # cuDNN may pick another algorithm under capture: fp16 storage bound (2^-11), doubled
+            assert (out - ref).abs().max().item() <= 1e-3 * ref.abs().max().item()
     graphed.logits(torch.randn(1, 3, 64, 64))
     assert len(graphed.graphs.captured) == 2
