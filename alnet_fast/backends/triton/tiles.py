@@ -101,10 +101,10 @@ def _programs(m: int, cout: int, block_m: int, block_n: int) -> int:
 def pinned_tile(key: LayerKey, sm_count: int) -> Tile:
     """The default tile of a layer, from its shape alone (no compile, no timing).
 
-    Tensor cores: up to 128 x 128 (fp16 / bf16 / TF32); exact fp32 on FMA units: up to 64 x 64 (its
-    128 x 128 accumulators spill). K steps of 64 channels for 2-byte operands below 128 x 128, else 32
-    (compiled for sm_90a, 128 x 128 x 64 fp16 at 3 stages needs 255 registers and spills). Then halve M, and N, down to 32 until the
-    layer launches at least ``sm_count`` programs, so small feature maps still fill the GPU.
+    Tensor cores (fp16 / bf16 / TF32) start at 128 x 128, exact fp32 on the FMA units at 64 x 64 (its
+    128 x 128 accumulators spill). Then M, and N, are halved down to 32 until the layer launches at least
+    ``sm_count`` programs, so small feature maps still fill the GPU. K steps: 64 channels for 2-byte
+    operands below 128 x 128, else 32 (compiled for sm_90a, 128 x 128 x 64 fp16 spilled).
     """
     big = key.tensor_cores
     block_n = min(128 if big else 64, max(16, triton.next_power_of_2(key.cout)))
