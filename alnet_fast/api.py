@@ -8,6 +8,7 @@ import os
 import torch
 
 from .backends import as_device, select_backend
+from .backends.triton import check_input_precision
 from .checkpoint import load_model
 from .config import ALNetConfig
 from .errors import BackendUnavailable
@@ -21,17 +22,27 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def default_dtype(device: torch.device) -> torch.dtype:
+    """fp16 on CUDA (tensor cores), fp32 elsewhere."""
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
 @torch.inference_mode(False)  # weights built under a caller's inference_mode would be inference tensors, whose
 # lack of a version counter makes the native backend repack them on every call
 def load(source: str | os.PathLike | ALNet | FoldedALNet, backend: str = "auto",
-         device: str | torch.device | None = None, fold: bool = True, dtype: torch.dtype = torch.float32,
-         config: ALNetConfig | None = None, batch_size: int = 4) -> Segmenter:
+         device: str | torch.device | None = None, fold: bool = True, dtype: torch.dtype | None = None,
+         config: ALNetConfig | None = None, batch_size: int = 4, cuda_graphs: bool | None = None,
+         input_precision: str = "tf32") -> Segmenter:
     """A Segmenter for ``source``: a checkpoint path (safetensors, or .pt/.pth state_dict with ``config``),
     a bundled model's name, or an in-memory ALNet / FoldedALNet (never modified).
 
     fold: reparameterize a multi-branch model (default); ``fold=False`` runs the multi-branch model
     itself on PyTorch ops, the reference. backend: "auto", "torch", or another registered backend;
     one that cannot run on ``device`` raises BackendUnavailable with the reason.
+
+    dtype: None means fp16 on CUDA (tensor cores) and fp32 on CPU. input_precision: for fp32 on the
+    Triton backend, "tf32" (default, tensor cores) or "ieee" (exact fp32). cuda_graphs: capture each
+    input shape's forward as a CUDA graph and replay it; None means on for CUDA, False turns it off.
     """
     if isinstance(source, (ALNet, FoldedALNet)):
         if config is not None and config != source.config:
@@ -42,7 +53,10 @@ def load(source: str | os.PathLike | ALNet | FoldedALNet, backend: str = "auto",
     else:
         raise TypeError(f"load expects a checkpoint path, a bundled model name or an ALNet, "
                         f"got {type(source).__name__}")
+    check_input_precision(input_precision)
     device = as_device(device) if device is not None else default_device()
+    dtype = dtype if dtype is not None else default_dtype(device)
+    cuda_graphs = cuda_graphs if cuda_graphs is not None else device.type == "cuda"
     if isinstance(model, ALNet):
         if fold:
             model = reparameterize(model)
@@ -52,5 +66,7 @@ def load(source: str | os.PathLike | ALNet | FoldedALNet, backend: str = "auto",
         else:
             backend = "torch"
     ops, reason = select_backend(backend, device, dtype)
+    if hasattr(ops, "input_precision"):  # the Triton backend's tl.dot precision for fp32
+        ops.input_precision = input_precision
     model = ops.prepare(model.to(device=device, dtype=dtype))
-    return Segmenter(model, ops, reason, device, dtype, batch_size)
+    return Segmenter(model, ops, reason, device, dtype, batch_size, cuda_graphs)

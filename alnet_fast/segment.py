@@ -7,7 +7,9 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from .backends.stamps import stamp
 from .config import ALNetConfig
+from .cuda_graphs import GraphedForward
 from .graph import FoldedALNet, count_parameters
 from .inputs import prepare_image, split_batch
 from .outputs import logits_to_probs, pad_to_multiple, probs_to_mask
@@ -20,14 +22,19 @@ class Segmenter:
     ``predict(img)`` -> float32 probabilities [H, W] (one class) or [K, H, W]; ``segment(img)`` -> uint8
     mask [H, W]. A list, or a tensor [N, C, H, W], gives a list (resp. an array with a leading N).
     Images of any size are padded to a multiple of 32 and cropped back: outputs have the input's H x W.
+    cuda_graphs: run the forward as CUDA graphs, one per input shape and dtype (alnet_fast.cuda_graphs).
     """
 
     def __init__(self, model: torch.nn.Module, ops, backend_reason: str, device: torch.device,
-                 dtype: torch.dtype = torch.float32, batch_size: int = 4):
+                 dtype: torch.dtype = torch.float32, batch_size: int = 4, cuda_graphs: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if cuda_graphs and device.type != "cuda":
+            raise ValueError(f"cuda_graphs=True needs a CUDA device, not {device}")
         self.model, self.ops, self.backend_reason = model, ops, backend_reason
         self.device, self.dtype, self.batch_size = device, dtype, batch_size
+        self.graphs = (GraphedForward(self._forward, lambda: stamp(*model.parameters(), *model.buffers()))
+                       if cuda_graphs else None)
 
     @property
     def config(self) -> ALNetConfig:
@@ -40,7 +47,8 @@ class Segmenter:
     def __repr__(self) -> str:
         kind = "folded" if isinstance(self.model, FoldedALNet) else "multi-branch"
         return (f"Segmenter({kind}, {count_parameters(self.model) / 1e6:.2f} M params, backend={self.backend_reason}, "
-                f"device={self.device}, dtype={self.dtype}, batch_size={self.batch_size})")
+                f"device={self.device}, dtype={self.dtype}, batch_size={self.batch_size}, "
+                f"cuda_graphs={self.graphs is not None})")
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -48,11 +56,11 @@ class Segmenter:
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.config.output_stride)
         x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        if isinstance(self.model, FoldedALNet):
-            out = self.ops.run(self.model, x)
-        else:
-            out = self.model(x)
-        return out[..., :h, :w].float().cpu()
+        out = self.graphs(x) if self.graphs is not None else self._forward(x)
+        return out[..., :h, :w].float().cpu()  # a copy: a graph's output buffer is reused by its next replay
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ops.run(self.model, x) if isinstance(self.model, FoldedALNet) else self.model(x)
 
     def _probabilities(self, images: list[torch.Tensor]) -> list[np.ndarray]:
         """Normalised [C, H, W] images -> probability arrays, batched by padded size."""

@@ -66,11 +66,25 @@ def test_model_half_precision(model_and_reference, dtype):
 
 def test_load_runs_the_whole_graph_on_triton(model_and_reference):
     model, x, _ = model_and_reference
-    seg = alnet_fast.load(model, backend="triton", device="cuda")
-    assert seg.backend == "triton"
+    seg = alnet_fast.load(model, backend="triton", device="cuda", dtype=torch.float32, input_precision="ieee",
+                          cuda_graphs=False)
+    assert seg.backend == "triton" and seg.graphs is None
     logits = seg.logits(x)  # padded to a multiple of 32 and cropped back
     ref = alnet_fast.load(model, backend="torch", device="cpu", fold=False).logits(x)  # same padding
     check_model(logits, ref, "ieee")
+
+
+def test_load_defaults_on_cuda_are_fp16_tensor_cores_and_graphs(model_and_reference):
+    model, x, _ = model_and_reference
+    seg = alnet_fast.load(model, backend="triton", device="cuda")
+    assert seg.dtype == torch.float16 and seg.graphs is not None
+    ref = alnet_fast.load(model, backend="torch", device="cpu", fold=False).logits(x)
+    check_model(seg.logits(x), ref, torch.float16)
+    check_model(seg.logits(x), ref, torch.float16)  # the replay of the graph captured by the first call
+    assert len(seg.graphs.captured) == 1
+    fp32 = alnet_fast.load(model, backend="triton", device="cuda", dtype=torch.float32)
+    assert fp32.ops.input_precision == "tf32"
+    check_model(fp32.logits(x), ref, "tf32")
 
 
 # Kernel level, 512x512 and 700x605: bounds relative to max|ref| (float64 reference from the same inputs).
@@ -106,10 +120,14 @@ def test_lraspp_gate_kernel_full_size(dtype):
     assert (y.double() - ref).abs().max().item() <= tol * ref.abs().max().item()
 
 
-def test_autotuned_kernels_are_cached_per_device():
-    from alnet_fast.backends.triton.conv3x3 import _autotuned_conv
+def test_autotune_writes_the_disk_cache_and_matches(tmp_path):
+    from alnet_fast.backends.triton.conv3x3 import conv_bias_act, pack_conv_weight
+    from alnet_fast.backends.triton.tiles import TileCache
 
-    x = torch.randn(1, 16, 33, 35, device="cuda")
-    TritonOps().conv3x3_bias_relu(x, torch.randn(24, 16, 3, 3, device="cuda"), torch.randn(24, device="cuda"), 1, True)
-    tuner = _autotuned_conv(x.device)
-    assert tuner is _autotuned_conv(torch.device("cuda", x.device.index)) and len(tuner.cache) >= 1
+    x = torch.randn(1, 16, 33, 35, device="cuda").contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(24, 16, 3, 3, device="cuda"), torch.randn(24, device="cuda")
+    cache = TileCache(torch.cuda.get_device_name(), tmp_path)
+    y = conv_bias_act(x, pack_conv_weight(weight, bias), 1, True, input_precision="ieee", autotune=True, cache=cache)
+    assert cache.path.exists() and len(TileCache(torch.cuda.get_device_name(), tmp_path)._load()) == 1
+    ref = torch.relu(F.conv2d(x.double(), weight.double(), bias.double(), padding=1))
+    assert (y.double() - ref).abs().max().item() <= KERNEL_TOLERANCE["ieee"] * ref.abs().max().item()

@@ -1,14 +1,18 @@
 """Interpreter tier: each Triton kernel against the PyTorch reference, on small shapes.
 
 Runs on CPU through the Triton interpreter (conftest sets TRITON_INTERPRET=1 without CUDA) and, on a
-machine with CUDA, on the GPU (fp32 with input_precision="ieee", so the same tolerances hold).
+machine with CUDA, on the GPU (fp32 with input_precision="ieee", so the same tolerances hold; the
+backend's default for fp32 is TF32, checked by the GPU tier). Every tile of the GPU tile space runs here
+too (test_every_gpu_tile_matches_reference), so a tile that breaks the flattened taps x Cin loop fails on CPU.
 
 Tolerances, relative to max|ref| (ref computed in float64 from the same, already-rounded inputs):
-- fp32: 1e-5. Accumulation is fp32 over K <= 9 * 48 = 432 terms: the error grows like
-  sqrt(K) * 2^-24 ~ 1.2e-6 of the largest partial sums, so 1e-5 leaves ~8x margin.
+- fp32: 1e-5. Accumulation is fp32 over K <= 9 * 64 = 576 terms: the error grows like
+  sqrt(K) * 2^-24 ~ 1.4e-6 of the largest partial sums, so 1e-5 leaves ~7x margin.
 - fp16: 1e-3. Products of fp16 values are exact in the fp32 accumulator; the output is rounded
   once to fp16 (half an ulp = 2^-11 ~ 4.9e-4 of |y| at most), so 1e-3 is 2x that.
 """
+
+import itertools
 
 import pytest
 import torch
@@ -17,6 +21,7 @@ import torch.nn.functional as F
 from alnet_fast.backends.triton.bilinear import resize_bilinear
 from alnet_fast.backends.triton.conv3x3 import K_ALIGN, conv_bias_act, pack_conv_weight
 from alnet_fast.backends.triton.lraspp_gate import channel_mean, hardsigmoid_gate, lraspp_gate
+from alnet_fast.backends.triton.tiles import BLOCK_KS, BLOCK_MS, BLOCK_NS, Tile
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 RTOL = {torch.float32: 1e-5, torch.float16: 1e-3}
@@ -54,15 +59,32 @@ def test_conv3x3_matches_reference(cin, stride, dtype, hw, batch):
     cout = 24 if cin % 32 else 40
     x = rand(batch, cin, *hw, dtype=dtype).contiguous(memory_format=torch.channels_last)
     weight, bias = rand(cout, cin, 3, 3, dtype=dtype), rand(cout, dtype=dtype)
-    y = conv_bias_act(x, pack_conv_weight(weight, bias), stride=stride, relu=True)
+    y = conv_bias_act(x, pack_conv_weight(weight, bias), stride=stride, relu=True, input_precision="ieee")
     assert y.dtype == dtype and y.is_contiguous(memory_format=torch.channels_last)
     assert_close_to(y, ref_conv(x, weight, bias, stride, relu=True), dtype)
+
+
+# Every (BLOCK_M, BLOCK_N, BLOCK_K) the GPU path can launch (tiles.py), in fp32 and fp16, each on a conv
+# whose Cin (50 -> Cin_pad 64) every BLOCK_K divides, Cout 20 (masked in every BLOCK_N) and 2 x 5 x 7 outputs
+# (masked in every BLOCK_M); strides alternate. Same tolerances as above.
+GPU_TILES = list(itertools.product(BLOCK_MS, BLOCK_NS, BLOCK_KS))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["float32", "float16"])
+@pytest.mark.parametrize("block_m,block_n,block_k", GPU_TILES, ids=["x".join(map(str, t)) for t in GPU_TILES])
+def test_every_gpu_tile_matches_reference(block_m, block_n, block_k, dtype):
+    stride = 1 + (block_m + block_n + block_k) // 16 % 2
+    x = rand(2, 50, 5 * stride, 7 * stride, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    weight, bias = rand(20, 50, 3, 3, dtype=dtype), rand(20, dtype=dtype)
+    tile = Tile(block_m, block_n, block_k, num_stages=3)
+    y = conv_bias_act(x, pack_conv_weight(weight, bias), stride=stride, relu=False, input_precision="ieee", tile=tile)
+    assert_close_to(y, ref_conv(x, weight, bias, stride, relu=False), dtype)
 
 
 def test_conv3x3_without_relu_keeps_negatives_and_accepts_nchw():
     x = rand(2, 16, 9, 7)  # NCHW-contiguous input: the kernel reads it through strides after one copy
     weight, bias = rand(20, 16, 3, 3), rand(20)
-    y = conv_bias_act(x, pack_conv_weight(weight, bias), stride=2, relu=False)
+    y = conv_bias_act(x, pack_conv_weight(weight, bias), stride=2, relu=False, input_precision="ieee")
     assert (y < 0).any()
     assert_close_to(y, ref_conv(x, weight, bias, 2, relu=False), torch.float32)
 
@@ -71,7 +93,7 @@ def test_conv3x3_without_relu_keeps_negatives_and_accepts_nchw():
 def test_conv1x1_is_one_tap_of_the_same_gemm(dtype):
     x = rand(3, 40, 5, 7, dtype=dtype)
     weight, bias = rand(36, 40, 1, 1, dtype=dtype), rand(36, dtype=dtype)
-    y = conv_bias_act(x, pack_conv_weight(weight, bias), stride=1, relu=False)
+    y = conv_bias_act(x, pack_conv_weight(weight, bias), stride=1, relu=False, input_precision="ieee")
     assert_close_to(y, ref_conv(x, weight, bias, 1, relu=False), dtype)
 
 
@@ -102,7 +124,7 @@ def test_lraspp_gate_matches_reference(dtype, batch, hw):
     x = rand(batch, cin, *hw, dtype=dtype)
     w_feat, b_feat = rand(cout, cin, 1, 1, dtype=dtype), rand(cout, dtype=dtype)
     w_gate, b_gate = 0.3 * rand(cout, cin, 1, 1, dtype=dtype), rand(cout, dtype=dtype)
-    y = lraspp_gate(x, pack_conv_weight(w_feat, b_feat), w_gate, b_gate)
+    y = lraspp_gate(x, pack_conv_weight(w_feat, b_feat), w_gate, b_gate, input_precision="ieee")
     xd = x.double().cpu()
     gate = F.hardsigmoid(F.conv2d(xd.mean(dim=(2, 3), keepdim=True), w_gate.double().cpu(), b_gate.double().cpu()))
     ref = torch.relu(F.conv2d(xd, w_feat.double().cpu(), b_feat.double().cpu())) * gate

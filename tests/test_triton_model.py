@@ -1,7 +1,8 @@
 """The whole folded graph on the Triton backend against the multi-branch training model.
 
 Interpreter tier (CPU, TRITON_INTERPRET=1) at 1x3x64x96; on a CUDA machine the same tests run on
-the GPU (fp32 with input_precision="ieee"). Measured here (2 busy cores, interpreter): one forward
+the GPU (fp32 with input_precision="ieee", and load(dtype=torch.float32): CUDA's defaults, fp16 and TF32, are
+checked by the GPU tier). Measured here (2 busy cores, interpreter): one forward
 takes about 9-16 s in fp32 and 11-18 s in fp16 (the spread is other jobs on the machine).
 """
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 import alnet_fast
-from alnet_fast.backends import get_backend
+from alnet_fast.backends.triton.ops import TritonOps
 from alnet_fast.testing import dice, random_alnet
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -32,7 +33,8 @@ def model_and_reference():
 
 
 def triton_logits(model, x, dtype):
-    ops = get_backend("triton", DEVICE, dtype)
+    ops = TritonOps("ieee")
+    assert ops.unavailable_reason(torch.device(DEVICE), dtype) is None
     folded = ops.prepare(alnet_fast.reparameterize(model).to(DEVICE, dtype))
     with torch.no_grad():
         return folded(x.to(DEVICE, dtype).contiguous(memory_format=torch.channels_last), ops).float().cpu()
@@ -59,7 +61,7 @@ def test_fp16_matches_multibranch_model(model_and_reference):
 
 def test_load_binds_the_triton_backend_and_packs_weights_once(model_and_reference, monkeypatch):
     model, x, ref = model_and_reference
-    seg = alnet_fast.load(model, backend="triton", device=DEVICE)
+    seg = alnet_fast.load(model, backend="triton", device=DEVICE, dtype=torch.float32, input_precision="ieee")
     assert seg.backend == "triton" and "triton (requested)" in repr(seg)
 
     from alnet_fast.backends.triton import ops as triton_ops
@@ -74,7 +76,8 @@ def test_load_binds_the_triton_backend_and_packs_weights_once(model_and_referenc
 def test_segmenter_on_triton_matches_the_torch_backend(model_and_reference):
     model, _, _ = model_and_reference
     image = np.random.default_rng(3).integers(0, 255, size=(21, 30, 3), dtype=np.uint8)  # padded to 32x32
-    seg, ref_seg = (alnet_fast.load(model, backend=b, device=d) for b, d in (("triton", DEVICE), ("torch", "cpu")))
+    seg, ref_seg = (alnet_fast.load(model, backend=b, device=d, dtype=torch.float32, input_precision="ieee")
+                    for b, d in (("triton", DEVICE), ("torch", "cpu")))
     probs, ref_probs = seg.predict(image), ref_seg.predict(image)
     assert probs.shape == (21, 30) and probs.dtype == np.float32
     # fp32 logits agree to ~1e-6 of max|logit| (test above); sigmoid's slope is <= 1/4.

@@ -79,9 +79,10 @@ def hardsigmoid_gate(mean: torch.Tensor, w_gate: torch.Tensor, b_gate: torch.Ten
 
 
 def lraspp_gate(x: torch.Tensor, feat: PackedConv, w_gate: torch.Tensor, b_gate: torch.Tensor,
-                input_precision: str = "ieee") -> torch.Tensor:
+                input_precision: str = "tf32", autotune: bool = False) -> torch.Tensor:
     """x: [N, Cin, H, W]; feat: the packed 1x1 feature conv; w_gate: [Cout, Cin, 1, 1]; b_gate: [Cout]
-    -> [N, Cout, H, W] channels_last in x's dtype."""
+    -> [N, Cout, H, W] channels_last in x's dtype. input_precision, autotune: see conv3x3.conv_bias_act."""
     with on_device(x):
         gate = hardsigmoid_gate(channel_mean(x), w_gate, b_gate)
-    return conv_bias_act(x, feat, stride=1, relu=True, gate=gate, input_precision=input_precision)
+    return conv_bias_act(x, feat, stride=1, relu=True, gate=gate, input_precision=input_precision,
+                         autotune=autotune)

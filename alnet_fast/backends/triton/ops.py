@@ -1,7 +1,8 @@
 """TritonOps: every op of the table on the Triton kernels of this package.
 
-On CUDA the kernels are compiled and autotuned (lazily, per device); on CPU they run through the
-Triton interpreter, which must be enabled (TRITON_INTERPRET=1) before triton is first imported.
+On CUDA the kernels are compiled on first use with one pinned tile per layer shape (tiles.py; autotuning
+on request, cached on disk); on CPU they run through the Triton interpreter, which must be enabled
+(TRITON_INTERPRET=1) before triton is first imported.
 bf16 runs on CUDA only: the interpreter silently returns garbage for bf16 tl.dot.
 
 Weights are packed once per (weight, bias) ([taps, Cin_pad, Cout], see conv3x3.py) and cached until stale
@@ -16,12 +17,14 @@ import torch
 from ...graph import conv_weights
 from ..base import OpTable
 from ..stamps import PackCache
+from . import check_input_precision
 
 try:
     from .bilinear import resize_bilinear
     from .conv3x3 import conv_bias_act, conv_kernel, pack_conv_weight
     from .lraspp_gate import lraspp_gate
     from .runtime import is_interpreted
+    from .tiles import autotune_requested
 except ModuleNotFoundError as exc:  # triton missing: the backend reports it instead of failing to import
     if exc.name != "triton":
         raise
@@ -49,17 +52,17 @@ def triton_unavailable_reason(device: torch.device, dtype: torch.dtype) -> str |
 
 
 class TritonOps(OpTable):
-    """input_precision: tl.dot precision for fp32 inputs, "ieee" (exact; default) or "tf32" (faster on
-    tensor cores, ~1e-3 relative error)."""
+    """input_precision: tl.dot precision for fp32 inputs, "tf32" (default: tensor cores, ~1e-3 relative
+    error) or "ieee" (exact fp32, FMA units). autotune: time a few tiles per layer and input size and cache
+    the winners on disk (tiles.py); None reads ALNET_TRITON_AUTOTUNE=1 from the environment."""
 
     name = "triton"
     devices = ("cuda", "cpu")
     dtypes = (torch.float32, torch.float16, torch.bfloat16)
 
-    def __init__(self, input_precision: str = "ieee"):
-        if input_precision not in ("ieee", "tf32"):
-            raise ValueError(f"input_precision must be 'ieee' or 'tf32', got {input_precision!r}")
-        self.input_precision = input_precision
+    def __init__(self, input_precision: str = "tf32", autotune: bool | None = None):
+        self.input_precision = check_input_precision(input_precision)
+        self.autotune = autotune
         self._packs = PackCache()
 
     def unavailable_reason(self, device: torch.device, dtype: torch.dtype = torch.float32) -> str | None:
@@ -75,14 +78,17 @@ class TritonOps(OpTable):
     def _packed(self, weight: torch.Tensor, bias: torch.Tensor):
         return self._packs.get(weight, bias, "triton", lambda: pack_conv_weight(weight, bias))
 
+    def _conv_options(self) -> dict:
+        return dict(input_precision=self.input_precision, autotune=autotune_requested(self.autotune))
+
     def _conv3x3_bias_relu(self, x, weight, bias, stride, relu):
-        return conv_bias_act(x, self._packed(weight, bias), stride, relu, input_precision=self.input_precision)
+        return conv_bias_act(x, self._packed(weight, bias), stride, relu, **self._conv_options())
 
     def _conv1x1_bias_relu(self, x, weight, bias, relu):
-        return conv_bias_act(x, self._packed(weight, bias), 1, relu, input_precision=self.input_precision)
+        return conv_bias_act(x, self._packed(weight, bias), 1, relu, **self._conv_options())
 
     def _lraspp_gate(self, x, w_feat, b_feat, w_gate, b_gate):
-        return lraspp_gate(x, self._packed(w_feat, b_feat), w_gate, b_gate, input_precision=self.input_precision)
+        return lraspp_gate(x, self._packed(w_feat, b_feat), w_gate, b_gate, **self._conv_options())
 
     def _upsample_add(self, x, skip):
         return resize_bilinear(x, tuple(skip.shape[-2:]), skip=skip)
