@@ -12,7 +12,7 @@ from ..io import read_image
 from ..train.datasets import Sample
 
 DEFAULT_MODEL = "nuclei"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}  # auto: fp16 on CUDA, fp32 on CPU
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

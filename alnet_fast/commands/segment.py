@@ -50,7 +50,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_model_argument(parser)
     parser.add_argument("--backend", default="auto", help="auto, torch, triton or native (default: auto)")
     parser.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
-    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="compute dtype")
+    parser.add_argument("--dtype", default="auto", choices=list(DTYPES),
+                        help="compute dtype; auto: float16 on CUDA (tensor cores), float32 on CPU (default: auto)")
     parser.add_argument("--batch-size", type=positive_int, default=4, metavar="N",
                         help="images (or tiles) per forward pass (default: 4)")
     parser.add_argument("--tile", type=positive_int, default=None, metavar="PX",
