@@ -61,15 +61,16 @@ class SegmentWorker:
 
     def __init__(self, load_arguments: dict, options: RunOptions, threads: int):
         from .api import load
-        from .threads import set_threads
 
-        set_threads(threads)
+        self.options, self.threads = options, threads
         self.segmenter = load(**load_arguments)
-        self.options = options
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
+        from .threads import set_threads
+
+        set_threads(self.threads)  # OpenMP's count is per calling thread, and Ray runs batches in threads of its own
         jobs = [Job(Path(source), Path(name), [Path(p) for p in outputs])
                 for source, name, outputs in zip(batch["source"], batch["name"], batch["outputs"])]
         run = SegmentRun(self.segmenter, self.options)
@@ -124,8 +125,9 @@ def segment_on_ray(jobs: list[Job], load_arguments: dict, options: RunOptions, *
     updated as results come back. Joins or starts Ray as ``segment_dataset`` says; shuts down only what it
     started itself.
     """
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"the number of workers must be a positive int, got {workers!r}")
+    for name, count in (("workers", workers), ("threads", 1 if threads is None else threads)):
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"the number of {name} must be a positive int, got {count!r}")
     if address is not None and not ADDRESS.match(address):
         raise ValueError(f"Ray address {address!r} is not host:port, ray://host:port, auto or local "
                          "(on the command line, put --ray after the inputs or write --ray=ADDRESS)")
@@ -136,7 +138,11 @@ def segment_on_ray(jobs: list[Job], load_arguments: dict, options: RunOptions, *
     try:
         threads = threads or _default_threads(ray, workers)
         rows = _status_rows(ray, jobs, load_arguments, options, workers, threads)
-        return _gather(rows, jobs, progress)
+        try:
+            return _gather(rows, jobs, progress)
+        except ray.exceptions.RayError as exc:  # e.g. no actor could load the model: one line, not Ray's traceback
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            raise RuntimeError(f"the Ray run failed: {lines[-1] if lines else type(exc).__name__}") from exc
     finally:
         if started:
             ray.shutdown()

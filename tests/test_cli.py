@@ -17,21 +17,11 @@ from alnet_fast.jobs import render_overlay
 from alnet_fast.atomic import atomic_path
 from alnet_fast.volumes import segment_nifti
 
-SMALL = alnet_fast.ALNetConfig(in_channels=1, widths=(8, 8, 16, 16, 32), depths=(1, 1, 1, 1, 1),
-                               context_channels=16, decoder_channels=16)
-
 
 @pytest.fixture(autouse=True)
 def only_these_commands(monkeypatch):
     """The commands under test; the others (train, eval) are tested elsewhere."""
     monkeypatch.setattr(alnet_fast.cli, "COMMANDS", ("segment", "export"))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "small.safetensors"
-    alnet_fast.save(alnet_fast.ALNet(SMALL).eval(), path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,6 @@ from alnet_fast import distributed  # noqa: E402
 
 pytestmark = pytest.mark.skipif(native.cpu_module() is None, reason=f"{native.cpu_unavailable_reason()}")
 
-SMALL = alnet_fast.ALNetConfig(in_channels=1, widths=(8, 8, 16, 16, 32), depths=(1, 1, 1, 1, 1),
-                               context_channels=16, decoder_channels=16)
 SIZES = [(64, 64), (96, 128), (160, 120), (256, 200), (384, 512)]
 IMAGES = 40
 BAD = {"corrupt.png": "ImageReadError", "empty.tif": "ImageReadError", "stack.tif": "ValueError"}
@@ -43,13 +41,6 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "small.safetensors"
-    alnet_fast.save(alnet_fast.ALNet(SMALL).eval(), path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +58,8 @@ def inputs(tmp_path_factory):
             tifffile.imwrite(sub / f"img{i:02d}.tif", (rng.random((h, w)) * 65535).astype(np.uint16))
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n then nothing an image needs")
     (folder / "empty.tif").write_bytes(b"")
-    tifffile.imwrite(folder / "stack.tif", np.zeros((2, 3, 32, 32), np.uint8), photometric="minisblack")  # 4-D: not an image
+    # 4-D: not an image
+    tifffile.imwrite(folder / "stack.tif", np.zeros((2, 3, 32, 32), np.uint8), photometric="minisblack")
     return folder
 
 
@@ -207,3 +199,9 @@ def test_a_batch_that_kills_its_worker_every_time_is_reported_not_fatal(inputs, 
     resumed = segment(inputs, out, checkpoint)  # inputs of the lost batch written before the kill are skipped
     assert set(resumed.done) <= set(lost) and len(resumed.done) + len(resumed.skipped) == IMAGES
     assert {name: data for name, data in files(out).items() if name in reference} == reference
+
+
+def test_workers_that_cannot_load_the_model_end_the_run_with_one_line(inputs, checkpoint, tmp_path):
+    with pytest.raises(RuntimeError, match=r"^the Ray run failed: .*BackendUnavailable: .*float16$"):
+        segment(inputs, tmp_path / "out", checkpoint, dtype="float16", num_workers=1)  # native CPU: f32/bf16 only
+    assert not (tmp_path / "out").exists()

@@ -14,16 +14,6 @@ from alnet_fast.backends import native
 from alnet_fast.jobs import collect_inputs, plan_jobs, select_part
 from alnet_fast.threads import set_threads
 
-SMALL = alnet_fast.ALNetConfig(in_channels=1, widths=(8, 8, 16, 16, 32), depths=(1, 1, 1, 1, 1),
-                               context_channels=16, decoder_channels=16)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "small.safetensors"
-    alnet_fast.save(alnet_fast.ALNet(SMALL).eval(), path)
-    return path
-
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
