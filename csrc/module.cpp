@@ -54,6 +54,16 @@ py::dict build_info() {
 PYBIND11_MODULE(_native, m) {
   m.doc() = "alnet_fast CPU kernels (NHWC, OpenMP, run-time AVX2 / AVX-512 / AVX-512 BF16 dispatch)";
   m.def("build_info", &build_info, "What this module was compiled with and the ISA chosen at run time.");
+  m.def(
+      "set_num_threads",
+      [](int count) {
+        if (count < 1) throw std::invalid_argument("the thread count must be >= 1, got " + std::to_string(count));
+#ifdef _OPENMP
+        omp_set_num_threads(count);
+#endif
+      },
+      py::arg("count"),
+      "OpenMP threads for the kernels' parallel regions started from the calling thread (omp_set_num_threads).");
   m.def("set_active_isa", [](const std::string& name) { set_active_isa(isa_from_name(name)); }, py::arg("isa"),
         "Dispatch to a lower ISA level than detected (tests); raises ValueError above what the CPU supports.");
   m.def("uses_bf16_dot", &uses_bf16_dot, "bfloat16 convs take weights packed in bf16 pairs at the active ISA.");

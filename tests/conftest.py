@@ -44,3 +44,15 @@ def isa(request):
     module.set_active_isa(request.param)
     yield request.param
     module.set_active_isa(detected)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A small random one-channel AL-Net saved as a checkpoint, for the command-line and scale-out tests."""
+    import alnet_fast
+
+    config = alnet_fast.ALNetConfig(in_channels=1, widths=(8, 8, 16, 16, 32), depths=(1, 1, 1, 1, 1),
+                                    context_channels=16, decoder_channels=16)
+    path = tmp_path_factory.mktemp("model") / "small.safetensors"
+    alnet_fast.save(alnet_fast.ALNet(config).eval(), path)
+    return path

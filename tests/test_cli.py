@@ -12,26 +12,16 @@ from pydicom.data import get_testdata_file
 
 import alnet_fast
 import alnet_fast.cli
-from alnet_fast.commands import segment as segment_command
-from alnet_fast.commands.segment import render_overlay
+from alnet_fast import jobs
+from alnet_fast.jobs import render_overlay
 from alnet_fast.atomic import atomic_path
 from alnet_fast.volumes import segment_nifti
-
-SMALL = alnet_fast.ALNetConfig(in_channels=1, widths=(8, 8, 16, 16, 32), depths=(1, 1, 1, 1, 1),
-                               context_channels=16, decoder_channels=16)
 
 
 @pytest.fixture(autouse=True)
 def only_these_commands(monkeypatch):
     """The commands under test; the others (train, eval) are tested elsewhere."""
     monkeypatch.setattr(alnet_fast.cli, "COMMANDS", ("segment", "export"))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "small.safetensors"
-    alnet_fast.save(alnet_fast.ALNet(SMALL).eval(), path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +83,7 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, checkpoint
     for i in range(5):
         Image.fromarray(np.full((40, 40), 40 * i, np.uint8)).save(inputs / f"img{i}.png")
     out = tmp_path / "out"
-    real_write_png = segment_command.write_png
+    real_write_png = jobs.write_png
     written = []
 
     def interrupted_on_third(path, array):
@@ -104,13 +94,13 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, checkpoint
         written.append(path)
         return real_write_png(path, array)
 
-    monkeypatch.setattr(segment_command, "write_png", interrupted_on_third)
+    monkeypatch.setattr(jobs, "write_png", interrupted_on_third)
     assert cli("segment", inputs, "-o", out, "--model", checkpoint, "--batch-size", "2") == 130
     assert "interrupted" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["img0.png", "img1.png"]  # nothing half-written
     first = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
 
-    monkeypatch.setattr(segment_command, "write_png", real_write_png)
+    monkeypatch.setattr(jobs, "write_png", real_write_png)
     assert cli("segment", inputs, "-o", out, "--model", checkpoint, "--skip-existing") == 0
     assert "3 segmented, 2 skipped" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [f"img{i}.png" for i in range(5)]
@@ -193,7 +183,7 @@ def test_folder_collection_skips_hidden_and_output_files(tmp_path):
     (folder / "out").mkdir()
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "out" / "a.png")
     shutil.copy(get_testdata_file("CT_small.dcm"), folder / "IM0001")  # DICOM without a suffix
-    found = segment_command.collect_inputs([str(folder)], exclude=folder / "out")
+    found = jobs.collect_inputs([str(folder)], exclude=folder / "out")
     assert sorted(str(rel) for _, rel in found) == ["IM0001", "a.png", "anat.nii.gz", "c.tif", "mr.dcm", "sub/b.jpg"]
 
 

@@ -55,7 +55,12 @@ def load_segmenter(args: argparse.Namespace):
     from .. import load
 
     require_model(args.model)
-    return load(args.model, backend=args.backend, device=args.device, dtype=DTYPES[args.dtype],
+    return load(**load_arguments(args))
+
+
+def load_arguments(args: argparse.Namespace) -> dict:
+    """``alnet_fast.load``'s keyword arguments for the --model, --backend, --device, --dtype and --batch-size flags."""
+    return dict(source=args.model, backend=args.backend, device=args.device, dtype=DTYPES[args.dtype],
                 batch_size=args.batch_size)
 
 

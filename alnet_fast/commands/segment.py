@@ -8,6 +8,8 @@ Per input (relative name REL, its suffix removed), under OUTDIR:
 Every file is written atomically; --skip-existing skips inputs whose outputs all exist (a resumed run).
 An input unlike the model's recorded training data (a CT DICOM for an MR model, a NIfTI volume for a 2-D
 model) is segmented with a one-line warning (alnet_fast.modality).
+--num-parts K --part-id I segments one part of the sorted inputs (K jobs split a folder without a
+coordinator); --ray [ADDRESS] --workers N runs on Ray Data (alnet_fast.distributed); see docs/distributed.md.
 An input that cannot be read or segmented is reported with its path and the run goes on; the exit
 code is then 1. User errors (no such input, unknown model or backend) print one line and exit 2.
 """
@@ -15,28 +17,15 @@ code is then 1. User errors (no such input, unknown model or backend) print one 
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from ..errors import ImageReadError
-from ..io import is_dicom, read_image, write_png, write_tiff
-from ..modality import mismatch, training_data
-from ..paths import (DICOM_SUFFIXES, NIFTI_SUFFIXES, PILLOW_SUFFIXES, TIFF_SUFFIXES, full_suffix, is_nifti,
-                     strip_suffix)
-from ..outputs import probs_to_mask
-from .common import DTYPES, add_model_argument, load_segmenter, positive_int
-
-IMAGE_SUFFIXES = PILLOW_SUFFIXES + TIFF_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES
-PALETTE = np.array([(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-                    (70, 240, 240), (240, 50, 230), (210, 245, 60)], dtype=np.float32)
-OVERLAY_ALPHA = 0.45
-# Failures of one input that must not stop the run (KeyboardInterrupt and programming errors still do).
-INPUT_ERRORS = (ImageReadError, ValueError, TypeError, OSError, RuntimeError, MemoryError)
+from ..jobs import RunOptions, SegmentRun, collect_inputs, pending, plan_jobs, select_part
+from ..modality import training_data
+from ..threads import set_threads
+from .common import (DTYPES, add_model_argument, load_arguments, load_segmenter, positive_int,
+                     require_model)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -66,211 +55,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--no-window", action="store_true",
                         help="DICOM: do not apply the file's VOI window (use the rescaled modality values)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    scale = parser.add_argument_group("scaling out (docs/distributed.md)")
+    scale.add_argument("--threads", type=positive_int, default=None, metavar="T",
+                       help="CPU threads for the kernels (torch and OpenMP); with --ray, per worker")
+    scale.add_argument("--num-parts", type=positive_int, default=1, metavar="K",
+                       help="split the sorted inputs into K parts and segment only one (--part-id)")
+    scale.add_argument("--part-id", type=int, default=0, metavar="I", help="the part to segment, 0..K-1 (default: 0)")
+    scale.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="segment on Ray Data: a new local Ray instance, or the cluster at ADDRESS "
+                            "(host:port, ray://host:port or auto); needs the distributed extra")
+    scale.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                       help="--ray: segmenting actors, each loading the model once (default: 1)")
     parser.set_defaults(func=run)
     return parser
-
-
-@dataclass
-class Job:
-    """One input file and the output paths it produces (mask first)."""
-
-    source: Path
-    outputs: list[Path] = field(default_factory=list)
-
-    @property
-    def volume(self) -> bool:
-        return is_nifti(self.source)
-
-
-# Inputs and outputs
-
-def collect_inputs(inputs: list[str], exclude: Path | None = None) -> list[tuple[Path, Path]]:
-    """(file, relative name) for every INPUT: a file as given, a folder's image files (recursively, hidden
-    files and anything under ``exclude`` left out), or the matches of a glob pattern."""
-    found: list[tuple[Path, Path]] = []
-    for text in inputs:
-        path = Path(text)
-        if path.is_file():
-            found.append((path, Path(path.name)))
-        elif path.is_dir():
-            found.extend(_folder_images(path, exclude))
-        elif glob.has_magic(text):
-            matches = sorted(glob.glob(text, recursive=True))
-            if not matches:
-                raise FileNotFoundError(f"no file matches {text!r}")
-            for match in map(Path, matches):
-                found.extend(_folder_images(match, exclude) if match.is_dir() else [(match, Path(match.name))])
-        else:
-            raise FileNotFoundError(f"input {text!r} not found")
-    if not found:
-        inside = [p for text in inputs if Path(text).is_dir() for p, _ in _folder_images(Path(text), None)]
-        why = (f": the {len(inside)} image file(s) there are inside the output folder {str(exclude)!r}, which is "
-               "never read as input (it holds earlier outputs); write the outputs to another folder"
-               if exclude is not None and inside else "")
-        raise FileNotFoundError(f"no image files found in {inputs}{why}")
-    return found
-
-
-def _folder_images(folder: Path, exclude: Path | None) -> list[tuple[Path, Path]]:
-    exclude = exclude.resolve() if exclude is not None else None
-    images = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-            continue
-        if exclude is not None and path.resolve().is_relative_to(exclude):
-            continue
-        if full_suffix(path) in IMAGE_SUFFIXES or (full_suffix(path) == "" and is_dicom(path)):
-            images.append((path, rel))
-    return images
-
-
-def plan_jobs(found: list[tuple[Path, Path]], outdir: Path, overlay: bool, probs: bool) -> list[Job]:
-    """Output paths for every input; ValueError when two inputs would write the same file."""
-    jobs, owner = [], {}
-    for source, rel in found:
-        base = outdir / strip_suffix(rel)
-        if is_nifti(source):
-            outputs = [base.with_name(base.name + ".nii.gz")]
-            outputs += [_suffixed(base, "_overlay.png")] if overlay else []
-            outputs += [_suffixed(base, "_probs.nii.gz")] if probs else []
-        else:
-            outputs = [base.with_name(base.name + ".png")]
-            outputs += [_suffixed(base, "_overlay.png")] if overlay else []
-            outputs += [_suffixed(base, "_probs.tif")] if probs else []
-        clash = owner.get(outputs[0])
-        if clash is not None and clash != source:
-            raise ValueError(f"inputs {str(clash)!r} and {str(source)!r} would both write {str(outputs[0])!r}; "
-                             "segment them into different output folders")
-        owner[outputs[0]] = source
-        if clash is None:
-            jobs.append(Job(source, outputs))
-    return jobs
-
-
-def _suffixed(base: Path, suffix: str) -> Path:
-    return base.with_name(base.name + suffix)
-
-
-def render_overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The mask's labels > 0 blended in colour over the image, robustly scaled to 8 bits.
-
-    image: [H, W] or [H, W, C] any dtype; mask: uint8 [H, W] -> uint8 [H, W, 3].
-    """
-    rgb = image.astype(np.float32)
-    if rgb.ndim == 3 and rgb.shape[-1] in (2, 4):
-        rgb = rgb[..., :-1]
-    if rgb.ndim == 2 or rgb.shape[-1] == 1:
-        rgb = np.repeat(rgb.reshape(*rgb.shape[:2], 1), 3, axis=-1)
-    lo, hi = np.percentile(rgb, (0.5, 99.5))
-    rgb = np.clip((rgb - lo) / max(hi - lo, 1e-12), 0.0, 1.0) * 255.0
-    labelled = mask > 0
-    colours = PALETTE[(mask[labelled].astype(np.int64) - 1) % len(PALETTE)]
-    rgb[labelled] = (1 - OVERLAY_ALPHA) * rgb[labelled] + OVERLAY_ALPHA * colours
-    return np.round(rgb).astype(np.uint8)
-
-
-def middle_slice_overlay(volume: np.ndarray, mask: np.ndarray, axis: int) -> np.ndarray:
-    """render_overlay of the middle slice along ``axis``. volume: [X, Y, Z] (or [X, Y, Z, 1]); mask: uint8
-    [X, Y, Z] -> uint8 [h, w, 3] in voxel order."""
-    middle = mask.shape[axis] // 2
-    return render_overlay(np.take(volume.reshape(mask.shape), middle, axis), np.take(mask, middle, axis))
-
-
-# The run
-
-class SegmentRun:
-    """Segments jobs with one Segmenter, counting successes and failures; reports through a progress bar."""
-
-    def __init__(self, segmenter, args: argparse.Namespace, bar, training: dict[str, str]):
-        self.segmenter, self.args, self.bar, self.training = segmenter, args, bar, training
-        self.done, self.failed, self.warned = 0, [], set()
-
-    def check_modality(self, job: Job) -> None:
-        """One warning line per kind of input that differs from the model's recorded training data."""
-        reason = mismatch(job.source, self.training)
-        if reason is not None and reason not in self.warned:
-            self.warned.add(reason)
-            self.bar.write(f"alnet-fast segment: warning: {str(job.source)!r} (and any like it) is {reason} "
-                           f"(--model {self.args.model}); its masks may be meaningless", file=sys.stderr)
-
-    def fail(self, job: Job, exc: BaseException) -> None:
-        self.failed.append(job.source)
-        where = "" if str(job.source) in str(exc) else f" {str(job.source)!r}"
-        self.bar.write(f"alnet-fast segment: failed{where}: {exc}", file=sys.stderr)
-        self.bar.update(1)
-
-    def images(self, jobs: list[Job]) -> None:
-        """2-D inputs, read and segmented together (one batch); an input that fails is redone alone."""
-        loaded = []
-        for job in jobs:
-            self.check_modality(job)
-            try:
-                loaded.append((job, read_image(job.source, window=not self.args.no_window)))
-            except INPUT_ERRORS as exc:
-                self.fail(job, exc)
-        if not loaded:
-            return
-        try:
-            probs = self.segmenter.predict([image for _, image in loaded], tile=self.args.tile,
-                                           overlap=self.args.overlap)
-        except INPUT_ERRORS as exc:
-            if len(loaded) == 1:
-                self.fail(loaded[0][0], exc)
-            else:  # find which input(s) failed: redo each alone
-                for job, _ in loaded:
-                    self.images([job])
-            return
-        for (job, image), p in zip(loaded, probs):
-            try:
-                self.write_image(job, image, p)
-            except INPUT_ERRORS as exc:
-                self.fail(job, exc)
-
-    def write_image(self, job: Job, image: np.ndarray, probs: np.ndarray) -> None:
-        mask = probs_to_mask(probs, self.segmenter.config.num_classes)
-        extra = iter(job.outputs[1:])
-        if self.args.overlay:
-            write_png(next(extra), render_overlay(image, mask))
-        if self.args.probs:
-            write_tiff(next(extra), probs.astype(np.float32))
-        write_png(job.outputs[0], mask)  # last: a mask on disk means this input is complete
-        self.succeed()
-
-    def volume(self, job: Job) -> None:
-        from ..volumes import segment_nifti, write_nifti_like
-
-        self.check_modality(job)
-        try:
-            result = segment_nifti(self.segmenter, job.source, self.args.axis, self.args.tile, self.args.overlap)
-            extra = iter(job.outputs[1:])
-            if self.args.overlay:
-                write_png(next(extra), middle_slice_overlay(np.asarray(result.image.dataobj), result.mask,
-                                                            self.args.axis))
-            if self.args.probs:
-                write_nifti_like(next(extra), result.probs.astype(np.float32), result.image)
-            write_nifti_like(job.outputs[0], result.mask, result.image)
-        except INPUT_ERRORS as exc:
-            self.fail(job, exc)
-            return
-        self.succeed()
-
-    def succeed(self) -> None:
-        self.done += 1
-        self.bar.update(1)
-
-    def segment_all(self, jobs: list[Job]) -> None:
-        pending: list[Job] = []
-        for job in jobs:
-            if job.volume:
-                self.volume(job)
-                continue
-            pending.append(job)
-            if len(pending) == self.args.batch_size:
-                self.images(pending)
-                pending = []
-        if pending:
-            self.images(pending)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -284,21 +81,37 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--overlap must be in [0, 1), got {args.overlap}")
     if args.output.exists() and not args.output.is_dir():
         raise ValueError(f"output {str(args.output)!r} exists and is not a folder")
+    if args.workers is not None and args.ray is None:
+        raise ValueError("--workers needs --ray (without Ray, run --num-parts K --part-id I jobs side by side)")
     jobs = plan_jobs(collect_inputs(args.inputs, exclude=args.output), args.output, args.overlay, args.probs)
-    todo = [job for job in jobs if not (args.skip_existing and all(p.is_file() for p in job.outputs))]
-    segmenter = load_segmenter(args)
-    training = training_data(args.model)
+    jobs = select_part(jobs, args.num_parts, args.part_id)
+    todo = pending(jobs) if args.skip_existing else jobs
+    options = RunOptions(args.batch_size, args.tile, args.overlap, args.overlay, args.probs, args.axis,
+                         not args.no_window)
+    if args.ray is None:
+        if args.threads is not None:
+            set_threads(args.threads)
+        segmenter = load_segmenter(args)
+    else:
+        require_model(args.model)
     start = time.perf_counter()
     with tqdm(total=len(todo), unit="img", desc="segment", disable=args.quiet or None, file=sys.stderr,
               dynamic_ncols=True) as bar:
-        session = SegmentRun(segmenter, args, bar, training)
-        session.segment_all(todo)
+        if args.ray is None:
+            session = SegmentRun(segmenter, options, bar, training_data(args.model), args.model)
+            session.segment_all(todo)
+            done, failed = session.done, session.failed
+        else:
+            from ..distributed import segment_on_ray
+
+            done, failed = segment_on_ray(todo, load_arguments(args), options, address=args.ray,
+                                          workers=args.workers or 1, threads=args.threads, progress=bar)
     elapsed = time.perf_counter() - start
-    rate = session.done / elapsed if elapsed > 0 else 0.0
-    print(f"alnet-fast segment: {session.done} segmented, {len(jobs) - len(todo)} skipped (outputs exist), "
-          f"{len(session.failed)} failed; {elapsed:.1f} s, {rate:.2f} images/s; outputs in {str(args.output)!r}")
-    if session.failed:
-        print(f"alnet-fast segment: {len(session.failed)} input(s) failed: "
-              + ", ".join(repr(str(p)) for p in session.failed), file=sys.stderr)
+    rate = len(done) / elapsed if elapsed > 0 else 0.0
+    print(f"alnet-fast segment: {len(done)} segmented, {len(jobs) - len(todo)} skipped (outputs exist), "
+          f"{len(failed)} failed; {elapsed:.1f} s, {rate:.2f} images/s; outputs in {str(args.output)!r}")
+    if failed:
+        print(f"alnet-fast segment: {len(failed)} input(s) failed: "
+              + ", ".join(repr(str(job.source)) for job, _ in failed), file=sys.stderr)
         return 1
     return 0
