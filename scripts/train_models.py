@@ -13,6 +13,8 @@ quadrant and its mask as the bundled sample (alnet_fast/data/nuclei.tif, nuclei_
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -30,9 +32,13 @@ SAMPLE_DIR = REPO / "alnet_fast" / "data"
 BRAIN_SLICES = REPO / "tests" / "data" / "brain_test_slices.npz"
 BRAIN_SLICE_STEP = 4  # ship every 4th held-out brain slice (8 slices, ~170 KB) for tests/test_bundled.py
 
-# The recipe of each shipped model (paper defaults: Adam 5e-3, x0.95 per epoch, batch 4, Dice + BCE).
+# The recipe of each shipped model (paper defaults: Adam 5e-3, x0.95 per epoch, batch 4, Dice + BCE;
+# the default Augmentation: flips, shifts, zoom, context cuts, gamma, contrast, brightness, noise, blur).
 RECIPES = {"nuclei": TrainSettings(epochs=40, steps_per_epoch=32, crop=128, seed=0),
            "brain": TrainSettings(epochs=40, steps_per_epoch=32, crop=192, seed=0)}
+# Training-set options per data set (load_dataset): the brain trains on all three planes and on slices
+# without brain (held-out axial voxels blanked in the other planes; see alnet_fast/train/datasets.py).
+DATASET_OPTIONS = {"nuclei": {}, "brain": {"planes": ("axial", "coronal", "sagittal"), "empty": True}}
 SOURCES = {"nuclei": "stardist 0.9.2 wheel data/images/img2d.tif + mask2d.tif (DSB2018/BBBC038, CC0); "
                      "test = bottom-right 256x256 quadrant",
            "brain": "Debian mricron-data ch2.nii.gz + ch2bet.nii.gz (BSD-3); test = blocks of 8 axial brain slices, "
@@ -60,16 +66,21 @@ def write_slices(path: Path, samples) -> None:
                         mask_shape=np.array(masks.shape))
 
 
-def build(name: str, data: Path, runs: Path) -> None:
-    splits = load_dataset(name, data)
+def build(name: str, data: Path, runs: Path, weights_dir: Path = WEIGHTS_DIR) -> None:
+    options = DATASET_OPTIONS[name]
+    splits = load_dataset(name, data, **options)
     settings = RECIPES[name]
     start = time.perf_counter()
     result = train(splits["train"], splits["val"], runs / name, DATASET_CONFIGS[name], settings, resume=True)
     minutes = (time.perf_counter() - start) / 60
     model = alnet_fast.load(result.best_path, fold=False).model
-    shipped = WEIGHTS_DIR / f"{name}.safetensors"
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    shipped = weights_dir / f"{name}.safetensors"
     metadata = {"dataset": SOURCES[name], "val_dice": f"{result.best_val_dice:.4f}",
-                "epoch": str(result.best_epoch), "recipe": repr(settings)}
+                "epoch": str(result.best_epoch), "recipe": repr(settings),
+                "planes": ",".join(options.get("planes", ("axial",))) if name == "brain" else "2-D images",
+                "empty_slices": str(options.get("empty", False)),
+                "augmentation": json.dumps(dataclasses.asdict(settings.augmentation))}
     alnet_fast.save(model, shipped, metadata=metadata, dtype=torch.float16)
     test = evaluate(shipped, splits["test"])
     alnet_fast.save(model, shipped, dtype=torch.float16,
@@ -80,6 +91,8 @@ def build(name: str, data: Path, runs: Path) -> None:
           f"test Dice (all test pixels pooled) {test.pooled['dice']:.4f}, per image {test.format()} over "
           f"{len(test.per_image)} images; trained {minutes:.1f} min in this run; wrote {shipped} "
           f"({shipped.stat().st_size / 1e6:.2f} MB)")
+    if weights_dir != WEIGHTS_DIR:  # a candidate model: leave the bundled sample data as they are
+        return
     if name == "nuclei":
         write_sample(name, *splits["test"][0])
     else:
@@ -91,13 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="+", choices=sorted(RECIPES))
     parser.add_argument("--data", type=Path, default=REPO / "data")
     parser.add_argument("--runs", type=Path, default=REPO / "runs")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR,
+                        help="where to write NAME.safetensors (default: the bundled weights; a candidate "
+                             "elsewhere leaves the bundled sample data untouched)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on a shared 2-core CPU, 2 OpenMP threads measured 3-30x "
                              "slower per step than 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in args.names:
-        build(name, args.data, args.runs)
+        build(name, args.data, args.runs, args.weights)
     return 0
 
 

@@ -47,7 +47,7 @@ def test_augment_moves_image_and_mask_together():
     mask = (image > 0.5).float()
     gen = torch.Generator().manual_seed(3)
     for _ in range(20):
-        x, m = augment(*random_crop(image, mask, 24, gen), gen, Augmentation(max_shift=5))
+        x, m = augment(*random_crop(image, mask, 24, gen), gen, Augmentation.geometric(max_shift=5))
         assert x.shape == (1, 24, 24) and torch.equal(m, (x > 0.5).float())
 
 
