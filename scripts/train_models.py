@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 import alnet_fast
-from alnet_fast.train import DATASET_CONFIGS, Summary, TrainSettings, load_dataset, summarise, train
+from alnet_fast.train import DATASET_CONFIGS, Augmentation, Summary, TrainSettings, load_dataset, summarise, train
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS_DIR = REPO / "alnet_fast" / "weights"
@@ -34,7 +34,9 @@ BRAIN_SLICE_STEP = 4  # ship every 4th held-out brain slice (8 slices, ~170 KB) 
 
 # The recipe of each shipped model (paper defaults: Adam 5e-3, x0.95 per epoch, batch 4, Dice + BCE;
 # the default Augmentation: flips, shifts, zoom, context cuts, gamma, contrast, brightness, noise, blur).
-RECIPES = {"nuclei": TrainSettings(epochs=40, steps_per_epoch=32, crop=128, seed=0),
+RECIPES = {"nuclei": TrainSettings(epochs=40, steps_per_epoch=32, crop=128, seed=0,
+                                   augmentation=Augmentation(scale_range=(0.5, 2.0), noise_p=0.35,
+                                                             noise_range=(0.0, 0.2), blur_range=(0.5, 2.0))),
            "brain": TrainSettings(epochs=40, steps_per_epoch=32, crop=192, seed=0)}
 # Training-set options per data set (load_dataset): the brain trains on all three planes and on slices
 # without brain (held-out axial voxels blanked in the other planes; see alnet_fast/train/datasets.py).
@@ -66,8 +68,8 @@ def write_slices(path: Path, samples) -> None:
                         mask_shape=np.array(masks.shape))
 
 
-def build(name: str, data: Path, runs: Path, weights_dir: Path = WEIGHTS_DIR) -> None:
-    options = DATASET_OPTIONS[name]
+def build(name: str, data: Path, runs: Path, weights_dir: Path = WEIGHTS_DIR, options: dict | None = None) -> None:
+    options = DATASET_OPTIONS[name] if options is None else options
     splits = load_dataset(name, data, **options)
     settings = RECIPES[name]
     start = time.perf_counter()
@@ -107,13 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR,
                         help="where to write NAME.safetensors (default: the bundled weights; a candidate "
                              "elsewhere leaves the bundled sample data untouched)")
+    parser.add_argument("--planes", default=None,
+                        help="brain: comma-separated training planes, no slices without brain (default: the "
+                             "recipe's DATASET_OPTIONS)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on a shared 2-core CPU, 2 OpenMP threads measured 3-30x "
                              "slower per step than 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in args.names:
-        build(name, args.data, args.runs, args.weights)
+        options = {"planes": tuple(args.planes.split(",")), "empty": False} if args.planes and name == "brain" else None
+        build(name, args.data, args.runs, args.weights, options)
     return 0
 
 
