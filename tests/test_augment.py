@@ -165,3 +165,4 @@ def test_multi_plane_brain_split_never_trains_on_held_out_voxels():
         assert not any(image.shape == (shape[0], shape[1]) for image, _ in test)  # not axial slices
     with pytest.raises(ValueError, match="planes"):
         split_brain(volume, brain, planes=("sagittal",))
+
