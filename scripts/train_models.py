@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 import alnet_fast
-from alnet_fast.train import DATASET_CONFIGS, Augmentation, Summary, TrainSettings, load_dataset, summarise, train
+from alnet_fast.train import DATASET_CONFIGS, Summary, TrainSettings, load_dataset, summarise, train
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS_DIR = REPO / "alnet_fast" / "weights"
@@ -34,9 +34,7 @@ BRAIN_SLICE_STEP = 4  # ship every 4th held-out brain slice (8 slices, ~170 KB) 
 
 # The recipe of each shipped model (paper defaults: Adam 5e-3, x0.95 per epoch, batch 4, Dice + BCE;
 # the default Augmentation: flips, shifts, zoom, context cuts, gamma, contrast, brightness, noise, blur).
-RECIPES = {"nuclei": TrainSettings(epochs=40, steps_per_epoch=32, crop=128, seed=0,
-                                   augmentation=Augmentation(scale_range=(0.5, 2.0), noise_p=0.35,
-                                                             noise_range=(0.0, 0.2), blur_range=(0.5, 2.0))),
+RECIPES = {"nuclei": TrainSettings(epochs=40, steps_per_epoch=32, crop=128, seed=0),
            "brain": TrainSettings(epochs=40, steps_per_epoch=32, crop=192, seed=0)}
 # Training-set options per data set (load_dataset): the brain trains on all three planes and on slices
 # without brain (held-out axial voxels blanked in the other planes; see alnet_fast/train/datasets.py).
@@ -80,9 +78,9 @@ def build(name: str, data: Path, runs: Path, weights_dir: Path = WEIGHTS_DIR, op
     shipped = weights_dir / f"{name}.safetensors"
     metadata = {"dataset": SOURCES[name], "val_dice": f"{result.best_val_dice:.4f}",
                 "epoch": str(result.best_epoch), "recipe": repr(settings),
-                "planes": ",".join(options.get("planes", ("axial",))) if name == "brain" else "2-D images",
-                "empty_slices": str(options.get("empty", False)),
                 "augmentation": json.dumps(dataclasses.asdict(settings.augmentation))}
+    if name == "brain":  # which slices the model learnt from: the training planes, and slices without brain
+        metadata.update(planes=",".join(options["planes"]), empty_slices=str(options["empty"]))
     alnet_fast.save(model, shipped, metadata=metadata, dtype=torch.float16)
     test = evaluate(shipped, splits["test"])
     alnet_fast.save(model, shipped, dtype=torch.float16,
