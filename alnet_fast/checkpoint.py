@@ -97,7 +97,9 @@ def read_checkpoint(source: str | os.PathLike, config: ALNetConfig | None = None
         head = f.read(9)
     if len(head) < 9:
         raise CheckpointError(f"{path}: file is empty or truncated ({len(head)} bytes)")
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+    # safetensors: a little-endian u64 header length, then the JSON header; checked first, since the length's
+    # low byte may be 0x80, the first byte of a pickle
+    if head[8:9] != b"{" and (head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"):
         ckpt = _read_torch(path, config)
     else:
         ckpt = _read_safetensors(path, config)

@@ -59,6 +59,7 @@ class RunOptions:
     probs: bool = False
     axis: int = 2
     window: bool = True
+    tta: bool = False
 
 
 # Inputs and outputs
@@ -240,7 +241,7 @@ class SegmentRun:
             return
         try:
             probs = self.segmenter.predict([image for _, image in loaded], tile=self.options.tile,
-                                           overlap=self.options.overlap)
+                                           overlap=self.options.overlap, tta=self.options.tta)
         except INPUT_ERRORS as exc:
             if len(loaded) == 1:
                 self.fail(loaded[0][0], exc)

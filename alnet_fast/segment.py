@@ -14,6 +14,7 @@ from .graph import FoldedALNet, count_parameters
 from .inputs import prepare_image, split_batch
 from .outputs import logits_to_probs, pad_to_multiple, probs_to_mask
 from .tiling import tiled_logits
+from .tta import tta_probabilities
 
 
 class Segmenter:
@@ -62,8 +63,8 @@ class Segmenter:
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ops.run(self.model, x) if isinstance(self.model, FoldedALNet) else self.model(x)
 
-    def _probabilities(self, images: list[torch.Tensor]) -> list[np.ndarray]:
-        """Normalised [C, H, W] images -> probability arrays, batched by padded size."""
+    def _probabilities(self, images: list[torch.Tensor], tta: bool = False) -> list[np.ndarray]:
+        """Normalised [C, H, W] images -> probability arrays, batched by padded size (tta: alnet_fast.tta)."""
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, image in enumerate(images):
             groups[tuple(image.shape[-2:])].append(i)
@@ -71,21 +72,26 @@ class Segmenter:
         for indices in groups.values():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start:start + self.batch_size]
-                probs = logits_to_probs(self.logits(torch.stack([images[i] for i in chunk])))
+                batch = torch.stack([images[i] for i in chunk])
+                probs = tta_probabilities(self.logits, batch) if tta else logits_to_probs(self.logits(batch))
                 for i, p in zip(chunk, probs.numpy()):
                     results[i] = p
         return results
 
-    def predict(self, img, tile: int | None = None, overlap: float = 0.25):
+    def predict(self, img, tile: int | None = None, overlap: float = 0.25, tta: bool = False):
         """Probabilities for an image or a batch (see the class docstring for accepted inputs).
 
         tile: run through overlapping ``tile`` x ``tile`` tiles blended by a linear ramp (alnet_fast.tiling),
         which bounds memory for large images; ``overlap`` is the fraction of a tile shared with its neighbour.
+        tta: average the probabilities over the flips (and transposes of square images) in one batch
+        (alnet_fast.tta); whole-image inference only.
         The one place that decides between whole-image and tiled inference: every caller comes through here.
         """
+        if tta and tile is not None:
+            raise ValueError("tta=True works on whole images only; pass tile=None")
         items, batched = split_batch(img)
         if tile is None:
-            probs = self._probabilities([prepare_image(item, self.config) for item in items])
+            probs = self._probabilities([prepare_image(item, self.config) for item in items], tta)
         else:  # one image at a time: only one normalised copy of a large image is held
             probs = [logits_to_probs(tiled_logits(self, prepare_image(item, self.config), tile, overlap)[None])[0]
                      .numpy() for item in items]
@@ -93,8 +99,9 @@ class Segmenter:
             return probs[0]
         return np.stack(probs) if isinstance(img, torch.Tensor) else probs
 
-    def segment(self, img, tile: int | None = None, overlap: float = 0.25):
-        """uint8 masks for an image or a batch: prob > 0.5 for one class, argmax otherwise (tile: see predict)."""
-        probs = self.predict(img, tile, overlap)
+    def segment(self, img, tile: int | None = None, overlap: float = 0.25, tta: bool = False):
+        """uint8 masks for an image or a batch: prob > 0.5 for one class, argmax otherwise (tile, tta: see
+        predict)."""
+        probs = self.predict(img, tile, overlap, tta)
         k = self.config.num_classes
         return [probs_to_mask(p, k) for p in probs] if isinstance(probs, list) else probs_to_mask(probs, k)

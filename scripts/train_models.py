@@ -13,6 +13,8 @@ quadrant and its mask as the bundled sample (alnet_fast/data/nuclei.tif, nuclei_
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +24,8 @@ import torch
 from PIL import Image
 
 import alnet_fast
-from alnet_fast.train import DATASET_CONFIGS, DATASET_MODALITIES, Summary, TrainSettings, load_dataset, summarise, train
+from alnet_fast.train import (DATASET_CONFIGS, DATASET_MODALITIES, Augmentation, Summary, TrainSettings, load_dataset,
+                              summarise, train)
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS_DIR = REPO / "alnet_fast" / "weights"
@@ -31,8 +34,15 @@ BRAIN_SLICES = REPO / "tests" / "data" / "brain_test_slices.npz"
 BRAIN_SLICE_STEP = 4  # ship every 4th held-out brain slice (8 slices, ~170 KB) for tests/test_bundled.py
 
 # The recipe of each shipped model (paper defaults: Adam 5e-3, x0.95 per epoch, batch 4, Dice + BCE).
+# nuclei: the default Augmentation (zoom, flips, shifts, gamma, contrast, brightness, noise, blur, context
+# cuts); brain: still the first recipe (flips, diagonal flip, shifts; axial slices), because the retrained
+# brain candidates lost held-out Dice (docs/training.md, "Robustness").
 RECIPES = {"nuclei": TrainSettings(epochs=40, steps_per_epoch=32, crop=128, seed=0),
-           "brain": TrainSettings(epochs=40, steps_per_epoch=32, crop=192, seed=0)}
+           "brain": TrainSettings(epochs=40, steps_per_epoch=32, crop=192, seed=0,
+                                  augmentation=Augmentation.geometric())}
+# Training-set options per data set (load_dataset; recorded in the brain's metadata as "planes" and
+# "empty_slices"). The 3-plane brain candidate: --planes axial,coronal,sagittal --empty-slices.
+DATASET_OPTIONS = {"nuclei": {}, "brain": {"planes": ("axial",), "empty": False}}
 SOURCES = {"nuclei": "stardist 0.9.2 wheel data/images/img2d.tif + mask2d.tif (DSB2018/BBBC038, CC0); "
                      "test = bottom-right 256x256 quadrant",
            "brain": "Debian mricron-data ch2.nii.gz + ch2bet.nii.gz (BSD-3); test = blocks of 8 axial brain slices, "
@@ -60,16 +70,19 @@ def write_slices(path: Path, samples) -> None:
                         mask_shape=np.array(masks.shape))
 
 
-def build(name: str, data: Path, runs: Path) -> None:
-    splits = load_dataset(name, data)
-    settings = RECIPES[name]
+def build(name: str, data: Path, runs: Path, weights_dir: Path, options: dict, settings: TrainSettings) -> None:
+    splits = load_dataset(name, data, **options)
     start = time.perf_counter()
     result = train(splits["train"], splits["val"], runs / name, DATASET_CONFIGS[name], settings, resume="auto")
     minutes = (time.perf_counter() - start) / 60
     model = alnet_fast.load(result.best_path, fold=False).model
-    shipped = WEIGHTS_DIR / f"{name}.safetensors"
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    shipped = weights_dir / f"{name}.safetensors"
     metadata = {"dataset": SOURCES[name], "val_dice": f"{result.best_val_dice:.4f}",
-                "epoch": str(result.best_epoch), "recipe": repr(settings), **DATASET_MODALITIES[name]}
+                "epoch": str(result.best_epoch), "recipe": repr(settings),
+                "augmentation": json.dumps(dataclasses.asdict(settings.augmentation)), **DATASET_MODALITIES[name]}
+    if name == "brain":  # which slices the model learnt from: the training planes, and slices without brain
+        metadata.update(planes=",".join(options["planes"]), empty_slices=str(options["empty"]))
     alnet_fast.save(model, shipped, metadata=metadata, dtype=torch.float16)
     test = evaluate(shipped, splits["test"])
     alnet_fast.save(model, shipped, dtype=torch.float16,
@@ -79,6 +92,8 @@ def build(name: str, data: Path, runs: Path) -> None:
           f"test Dice (all test pixels pooled) {test.pooled['dice']:.4f}, per image {test.format()} over "
           f"{len(test.per_image)} images; trained {minutes:.1f} min in this run; wrote {shipped} "
           f"({shipped.stat().st_size / 1e6:.2f} MB)")
+    if weights_dir != WEIGHTS_DIR:  # a candidate model: leave the bundled sample data as they are
+        return
     if name == "nuclei":
         write_sample(name, *splits["test"][0])
     else:
@@ -90,13 +105,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="+", choices=sorted(RECIPES))
     parser.add_argument("--data", type=Path, default=REPO / "data")
     parser.add_argument("--runs", type=Path, default=REPO / "runs")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR,
+                        help="where to write NAME.safetensors (default: the bundled weights; a candidate "
+                             "elsewhere leaves the bundled sample data untouched)")
+    parser.add_argument("--planes", default=None,
+                        help="brain: comma-separated training planes (default: the recipe's DATASET_OPTIONS)")
+    parser.add_argument("--empty-slices", action="store_true",
+                        help="brain: also train on the training-block slices without brain")
+    parser.add_argument("--augment", choices=("default", "geometric"), default=None,
+                        help="override the recipe's augmentation: the default Augmentation or flips/shifts only")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on a shared 2-core CPU, 2 OpenMP threads measured 3-30x "
                              "slower per step than 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in args.names:
-        build(name, args.data, args.runs)
+        options = dict(DATASET_OPTIONS[name])
+        if name == "brain":
+            options.update(planes=tuple(args.planes.split(",")) if args.planes else options["planes"],
+                           empty=args.empty_slices or options["empty"])
+        settings = RECIPES[name]
+        if args.augment is not None:
+            augmentation = Augmentation() if args.augment == "default" else Augmentation.geometric()
+            settings = dataclasses.replace(settings, augmentation=augmentation)
+        build(name, args.data, args.runs, args.weights, options, settings)
     return 0
 
 

@@ -6,6 +6,7 @@ The brain slices (tests/data/brain_test_slices.npz) come from the held-out slice
 """
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,23 @@ def test_held_out_dice_recomputed(sample):
     assert metrics["dice"] >= NUCLEI_TARGET_DICE, metrics
     # The stored figure is the one this test recomputes (same weights, same path), to 4 decimals.
     assert metrics["dice"] == pytest.approx(float(read_checkpoint("nuclei").metadata["test_dice"]), abs=1e-4)
+
+@pytest.mark.parametrize("row, floor", [("gamma 0.7", 0.90), ("scale 2.0", 0.88)])
+def test_bundled_nuclei_holds_under_gamma_and_magnification(sample, row, floor):
+    # The issue's targets on the held-out quadrant (docs/training.md, robustness table: measured 0.9270 and
+    # 0.9271); the retrained model was trained with gamma and zoom augmentation.
+    from alnet_fast.train.robustness import transform_rows
+
+    _, image, mask = sample
+    image, mask = transform_rows()[row](image, mask)
+    pred = alnet_fast.load("nuclei", backend="torch", device="cpu").segment(image)
+    assert image_metrics(pred, mask)["dice"] >= floor
+
+
+def test_bundled_nuclei_records_its_augmentation():
+    augmentation = json.loads(read_checkpoint("nuclei").metadata["augmentation"])
+    assert augmentation["gamma_p"] > 0 and augmentation["noise_p"] > 0 and augmentation["scale_p"] > 0
+
 
 # Every 4th held-out slice (test blocks of the brain split) of mricron-data ch2.nii.gz / ch2bet.nii.gz (BSD-3),
 # written by scripts/train_models.py brain.

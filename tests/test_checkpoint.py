@@ -166,3 +166,21 @@ def test_save_is_atomic_and_rejects_reserved_metadata(model, tmp_path):
     with pytest.raises(TypeError):
         alnet_fast.save(torch.nn.Linear(2, 2), tmp_path / "l.safetensors")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_loads(tmp_path):
+    # A header length of 0x..80 bytes makes a safetensors file start with the byte that opens a pickle; the
+    # retrained brain checkpoint (with its training metadata) hit exactly that.
+    import alnet_fast
+    from alnet_fast.checkpoint import read_checkpoint
+    from alnet_fast.testing import random_alnet
+
+    model = random_alnet(alnet_fast.ALNetConfig(in_channels=1, widths=(8, 8, 8, 8, 8), depths=(1, 1, 1, 1, 1),
+                                                context_channels=8, decoder_channels=8))
+    path = tmp_path / "m.safetensors"
+    for pad in range(256):
+        alnet_fast.save(model, path, metadata={"note": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert read_checkpoint(path).metadata["note"] == "x" * pad

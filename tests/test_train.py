@@ -47,7 +47,7 @@ def test_augment_moves_image_and_mask_together():
     mask = (image > 0.5).float()
     gen = torch.Generator().manual_seed(3)
     for _ in range(20):
-        x, m = augment(*random_crop(image, mask, 24, gen), gen, Augmentation(max_shift=5))
+        x, m = augment(*random_crop(image, mask, 24, gen), gen, Augmentation.geometric(max_shift=5))
         assert x.shape == (1, 24, 24) and torch.equal(m, (x > 0.5).float())
 
 
@@ -85,7 +85,9 @@ def test_brain_split_is_disjoint_blocks():
 def test_short_real_training_lowers_the_loss(tmp_path, real_crop):
     config = DATASET_CONFIGS["nuclei"]
     train_samples, val_samples = real_crop
-    settings = TrainSettings(epochs=2, steps_per_epoch=8, crop=64, seed=1)
+    # The first recipe's augmentation (flips and shifts): this checks that the loop learns in 16 steps; the
+    # default intensity/zoom augmentation slows the first steps (measured 1.53 -> 1.24 here) by design.
+    settings = TrainSettings(epochs=2, steps_per_epoch=8, crop=64, seed=1, augmentation=Augmentation.geometric())
     images, masks = draw_batch(to_tensors(train_samples, config), settings, torch.Generator().manual_seed(123))
 
     def batch_loss(model):

@@ -46,6 +46,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--tile", type=positive_int, default=None, metavar="PX",
                         help="segment in overlapping PX x PX tiles (a multiple of 32, e.g. 512) for large images")
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default: 0.25)")
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: average the probabilities over flips (and transposes of "
+                             "square images), run as one batch; about 4-8x the compute (2-D inputs)")
     parser.add_argument("--overlay", action="store_true",
                         help="also write REL_overlay.png (volumes: the middle slice along --axis)")
     parser.add_argument("--probs", action="store_true", help="also write probabilities (REL_probs.tif / .nii.gz)")
@@ -86,8 +89,10 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan_jobs(collect_inputs(args.inputs, exclude=args.output), args.output, args.overlay, args.probs)
     jobs = select_part(jobs, args.num_parts, args.part_id)
     todo = pending(jobs) if args.skip_existing else jobs
+    if args.tta and (args.tile is not None or any(job.volume for job in todo)):
+        raise ValueError("--tta works on whole 2-D images: drop --tile, and segment NIfTI volumes without --tta")
     options = RunOptions(args.batch_size, args.tile, args.overlap, args.overlay, args.probs, args.axis,
-                         not args.no_window)
+                         not args.no_window, args.tta)
     if args.ray is None:
         if args.threads is not None:
             set_threads(args.threads)

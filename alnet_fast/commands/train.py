@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,25 @@ def split_validation(samples: list[Sample], fraction: float) -> tuple[list[Sampl
         raise ValueError("need at least 2 image/mask pairs (one to train, one to validate)")
     n_val = min(len(samples) - 1, max(1, int(np.ceil(fraction * len(samples)))))
     return samples[:-n_val], samples[-n_val:]
+
+
+def parse_augmentation(items: list[str], max_shift: int) -> Augmentation:
+    """``--augment KEY=VALUE`` items -> Augmentation: a probability ``NAME_p=0.3`` or a range ``NAME_range=0.7,1.5``
+    (the fields of alnet_fast.train.augment.Augmentation); the others keep their defaults."""
+    fields = {f.name: f for f in dataclasses.fields(Augmentation)}
+    values: dict = {"max_shift": max_shift}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in fields or key in ("hflip", "vflip", "diagonal", "max_shift"):
+            tunable = sorted(k for k in fields if k.endswith(("_p", "_range")))
+            raise ValueError(f"--augment {item!r}: expected KEY=VALUE with KEY one of {tunable}")
+        try:
+            values[key] = tuple(float(v) for v in text.split(",")) if key.endswith("_range") else float(text)
+        except ValueError:
+            raise ValueError(f"--augment {item!r}: {text!r} is not a number (ranges: LOW,HIGH)") from None
+        if key.endswith("_range") and len(values[key]) != 2:
+            raise ValueError(f"--augment {item!r}: a range needs two numbers, LOW,HIGH")
+    return Augmentation(**values)
 
 
 def add_parser(subparsers) -> None:
@@ -56,6 +76,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--crop", type=positive_int, default=defaults.crop, help="square training crop size in pixels")
     p.add_argument("--max-shift", type=int, default=defaults.augmentation.max_shift,
                    help="largest random translation in pixels")
+    p.add_argument("--augment", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="augmentation probabilities and ranges, e.g. gamma_p=0.5 noise_range=0,0.1 scale_p=0 "
+                        "(fields of alnet_fast.train.augment.Augmentation; docs/training.md has the defaults)")
+    p.add_argument("--geometric-only", action="store_true",
+                   help="flips, diagonal flip and shifts only (the first bundled models' recipe)")
+    p.add_argument("--planes", default="axial",
+                   help="--dataset brain: comma-separated planes to train on (axial,coronal,sagittal)")
+    p.add_argument("--empty-slices", action="store_true",
+                   help="--dataset brain: also train on the training-block slices without brain")
     p.add_argument("--loss", choices=("bce_dice", "self_adjusting"), default=defaults.loss,
                    help="bce_dice: Dice + BCE; self_adjusting: adds auxiliary heads weighted during training")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights and crops (runs are repeatable)")
@@ -69,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.dataset:
-        splits = load_dataset(args.dataset, args.data)
+        options = {"planes": tuple(args.planes.split(",")), "empty": args.empty_slices} if args.dataset == "brain" else {}
+        splits = load_dataset(args.dataset, args.data, **options)
         train_samples, val_samples, config = splits["train"], splits["val"], DATASET_CONFIGS[args.dataset]
         metadata = DATASET_MODALITIES[args.dataset]
     else:
@@ -78,9 +108,13 @@ def run(args: argparse.Namespace) -> int:
         train_samples, val_samples = split_validation(read_pairs(args.images, args.masks), args.val_fraction)
         config = ALNetConfig(in_channels=args.in_channels, num_classes=1)
         metadata = {}
+    if args.geometric_only and args.augment:
+        raise ValueError("--geometric-only and --augment exclude each other")
+    augmentation = (Augmentation.geometric(max_shift=args.max_shift) if args.geometric_only
+                    else parse_augmentation(args.augment, args.max_shift))
     settings = TrainSettings(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                              lr=args.lr, lr_decay=args.lr_decay, crop=args.crop, loss=args.loss, seed=args.seed,
-                             augmentation=Augmentation(max_shift=args.max_shift))
+                             augmentation=augmentation)
     result = train(train_samples, val_samples, args.out, config, settings, resume=args.resume,
                    progress=not args.no_progress, metadata=metadata)
     print(f"best epoch {result.best_epoch}: validation Dice {result.best_val_dice:.4f}; wrote {result.best_path}")

@@ -31,6 +31,8 @@ FETCH_HINT = "run `alnet-fast fetch-data` to download it (checksummed), or pass 
 NUCLEI_QUADRANT = 256
 NUCLEI_VAL_ROWS = 64
 BRAIN_BLOCK = 8
+# The voxel axis each plane's slices are cut along, for the RAS-ordered ch2 volume [X, Y, Z].
+PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
 
 
 def _require(path: Path) -> Path:
@@ -73,16 +75,63 @@ def brain_block_split(n_slices: int, block: int = BRAIN_BLOCK) -> dict[str, list
     return splits
 
 
-def split_brain(volume: np.ndarray, brain: np.ndarray) -> dict[str, list[Sample]]:
-    """Axial slices [X, Y] of volume [X, Y, Z] and mask [X, Y, Z] (> 0 is brain), split by slice blocks."""
+def brain_slice_split(brain: np.ndarray, axis: int, with_brain: bool = True) -> dict[str, list[int]]:
+    """Indices along ``axis`` of the slices of mask [X, Y, Z] that contain brain (``with_brain``) or none,
+    per split: consecutive blocks of them, as ``brain_block_split``."""
+    present = (brain > 0).any(axis=tuple(a for a in range(3) if a != axis))
+    indices = np.flatnonzero(present == with_brain)
+    return {split: [int(indices[i]) for i in positions]
+            for split, positions in brain_block_split(len(indices)).items()}
+
+
+def brain_slice(volume: np.ndarray, brain: np.ndarray, axis: int, index: int) -> Sample:
+    """(image, bool mask) of one slice of volume [X, Y, Z] along ``axis``: sagittal [Y, Z], coronal [X, Z]
+    or axial [X, Y]."""
+    return np.ascontiguousarray(np.take(volume, index, axis)), np.take(brain, index, axis) > 0
+
+
+def held_out_slices(volume: np.ndarray, brain: np.ndarray, plane: str, split: str = "test",
+                    with_brain: bool = True) -> list[Sample]:
+    """The ``split`` slices of one plane, whole: the slices along that axis that contain brain (or, with
+    ``with_brain=False``, those that contain none), in blocks as ``brain_block_split``."""
+    axis = PLANES[plane]
+    return [brain_slice(volume, brain, axis, i) for i in brain_slice_split(brain, axis, with_brain)[split]]
+
+
+def split_brain(volume: np.ndarray, brain: np.ndarray, planes: tuple[str, ...] = ("axial",), empty: bool = False
+                ) -> dict[str, list[Sample]]:
+    """Slices of volume [X, Y, Z] and mask [X, Y, Z] (> 0 is brain), split by slice blocks (module docstring).
+
+    Validation and test are always the axial split. ``planes`` adds the training-block slices of other planes
+    (sagittal: blocks along X, coronal: along Y) to training, with every voxel of a validation or test axial
+    slice blanked (image to the volume's minimum, mask to background), so no held-out voxel is ever trained
+    on in any plane. ``empty``: add the training-block slices without brain of each plane too.
+    """
     if volume.shape != brain.shape or volume.ndim != 3:
         raise ValueError(f"volume {volume.shape} and brain mask {brain.shape} must be the same 3-D shape")
-    keep = [z for z in range(volume.shape[2]) if brain[:, :, z].any()]
-    return {split: [(np.ascontiguousarray(volume[:, :, keep[i]]), brain[:, :, keep[i]] > 0) for i in indices]
-            for split, indices in brain_block_split(len(keep)).items()}
+    unknown = sorted(set(planes) - set(PLANES))
+    if unknown or "axial" not in planes:
+        raise ValueError(f"planes must include 'axial' and be among {sorted(PLANES)}, got {planes}")
+    axial = brain_slice_split(brain, PLANES["axial"])
+    empties = brain_slice_split(brain, PLANES["axial"], with_brain=False)
+    splits = {split: [brain_slice(volume, brain, PLANES["axial"], z) for z in axial[split]] for split in SPLITS}
+    if empty:
+        splits["train"] += [brain_slice(volume, brain, PLANES["axial"], z) for z in empties["train"]]
+    held_out = axial["val"] + axial["test"] + (empties["val"] + empties["test"] if empty else [])
+    blank_volume, blank_brain = volume.copy(), brain > 0
+    blank_volume[:, :, held_out], blank_brain[:, :, held_out] = volume.min(), False
+    for plane in planes:
+        if plane == "axial":
+            continue
+        axis = PLANES[plane]
+        indices = brain_slice_split(brain, axis)["train"]
+        indices += brain_slice_split(brain, axis, with_brain=False)["train"] if empty else []
+        splits["train"] += [brain_slice(blank_volume, blank_brain, axis, i) for i in indices]
+    return splits
 
 
-def load_brain(root: str | os.PathLike | None = None) -> dict[str, list[Sample]]:
+def read_brain(root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(T1 volume [X, Y, Z], brain mask [X, Y, Z]) of mricron-data ch2 / ch2bet, as stored."""
     try:
         import nibabel
     except ImportError as exc:
@@ -90,7 +139,13 @@ def load_brain(root: str | os.PathLike | None = None) -> dict[str, list[Sample]]
     root = Path(root) if root is not None else default_data_dir()
     volume = np.asarray(nibabel.load(_require(root / "brain" / "ch2.nii.gz")).dataobj)
     brain = np.asarray(nibabel.load(_require(root / "brain" / "ch2bet.nii.gz")).dataobj)
-    return split_brain(volume, brain)
+    return volume, brain
+
+
+def load_brain(root: str | os.PathLike | None = None, planes: tuple[str, ...] = ("axial",), empty: bool = False
+               ) -> dict[str, list[Sample]]:
+    """The brain split (``split_brain``); ``planes`` and ``empty`` widen the training set only."""
+    return split_brain(*read_brain(root), planes, empty)
 
 
 DATASETS = {"nuclei": load_nuclei, "brain": load_brain}
@@ -104,11 +159,12 @@ DATASET_MODALITIES = {"nuclei": {"training_modality": "fluorescence microscopy",
                       "brain": {"training_modality": "MR", "training_dims": "3d-slices"}}
 
 
-def load_dataset(name: str, root: str | os.PathLike | None = None) -> dict[str, list[Sample]]:
-    """{"train", "val", "test"} -> samples of a named data set."""
+def load_dataset(name: str, root: str | os.PathLike | None = None, **options) -> dict[str, list[Sample]]:
+    """{"train", "val", "test"} -> samples of a named data set; ``options`` go to its loader (brain: planes,
+    empty)."""
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; known: {sorted(DATASETS)}")
-    return DATASETS[name](root)
+    return DATASETS[name](root, **options)
 
 
 def bundled_sample(name: str = "nuclei") -> tuple[Path, Path]:

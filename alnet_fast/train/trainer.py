@@ -23,7 +23,7 @@ from ..inputs import prepare_image
 from ..atomic import atomic_path
 from ..model import ALNet
 from ..outputs import pad_to_multiple
-from .augment import Augmentation, augment, random_crop
+from .augment import Augmentation, augmented_crop
 from .datasets import Sample
 from .heads import AuxiliaryHeads
 from .losses import bce_dice_loss, self_adjusting_loss
@@ -109,8 +109,7 @@ def draw_batch(data: list[tuple[torch.Tensor, torch.Tensor]], settings: TrainSet
     areas = torch.tensor([float(x.shape[-2] * x.shape[-1]) for x, _ in data])
     images, masks = [], []
     for i in torch.multinomial(areas, settings.batch_size, replacement=True, generator=gen).tolist():
-        x, m = random_crop(*data[i], settings.crop, gen)
-        x, m = augment(x, m, gen, settings.augmentation)
+        x, m = augmented_crop(*data[i], settings.crop, gen, settings.augmentation)
         images.append(x)
         masks.append(m)
     return torch.stack(images), torch.stack(masks)
