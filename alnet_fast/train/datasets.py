@@ -100,7 +100,7 @@ DATASETS = {"nuclei": load_nuclei, "brain": load_brain}
 
 # The architecture and normalisation each data set's model is trained with.
 DATASET_CONFIGS = {"nuclei": ALNetConfig(in_channels=1, num_classes=1),
-                   "brain": ALNetConfig(in_channels=1, num_classes=1)}
+                   "brain": ALNetConfig(in_channels=1, num_classes=1, plane="axial")}  # slices [R, A] of RAS
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None) -> dict[str, list[Sample]]:
