@@ -32,24 +32,38 @@ class DicomSeries:
     headers: list  # pydicom Datasets read with stop_before_pixels
 
 
-def group_series(paths: list[str | os.PathLike]) -> list[DicomSeries]:
-    """Single-frame DICOM files -> their series, each sorted along its slice normal; in first-seen order."""
+def group_series(paths: list[str | os.PathLike], errors: list | None = None) -> list[DicomSeries]:
+    """Single-frame DICOM files -> their series, each sorted along its slice normal; in first-seen order.
+
+    A file whose header cannot be read, or has no SeriesInstanceUID, raises ImageReadError; with an
+    ``errors`` list it is appended there as (path, error) and left out instead.
+    """
     pydicom = optional_import("pydicom", "grouping DICOM files into series")
     by_uid: dict[str, list[tuple[Path, object]]] = {}
     for path in map(Path, paths):
         try:
-            header = pydicom.dcmread(path, stop_before_pixels=True)
-        except Exception as exc:  # pydicom raises InvalidDicomError, OSError, ValueError... on bad files
-            raise ImageReadError(f"{str(path)!r} is not a readable DICOM file: {exc}") from exc
-        uid = header.get("SeriesInstanceUID")
-        if uid is None:
-            raise ImageReadError(f"{str(path)!r} has no SeriesInstanceUID; it cannot be grouped into a series")
-        by_uid.setdefault(str(uid), []).append((path, header))
+            header = _read_header(pydicom, path)
+        except ImageReadError as exc:
+            if errors is None:
+                raise
+            errors.append((path, exc))
+            continue
+        by_uid.setdefault(str(header.SeriesInstanceUID), []).append((path, header))
     series = []
     for uid, members in by_uid.items():
         members.sort(key=lambda item: slice_sort_key(item[1], item[0]))
         series.append(DicomSeries(uid, [p for p, _ in members], [h for _, h in members]))
     return series
+
+
+def _read_header(pydicom, path: Path):
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as exc:  # pydicom raises InvalidDicomError, OSError, ValueError... on bad files
+        raise ImageReadError(f"{str(path)!r} is not a readable DICOM file: {exc}") from exc
+    if header.get("SeriesInstanceUID") is None:
+        raise ImageReadError(f"{str(path)!r} has no SeriesInstanceUID; it cannot be grouped into a series")
+    return header
 
 
 def slice_sort_key(header, path: Path) -> tuple:

@@ -77,6 +77,20 @@ class LazyTiff:
         return np.moveaxis(np.asarray(self._array[index]), [kept.index(a) for a in "YX"], [0, 1])
 
 
+def is_large_tiff(path: str | os.PathLike) -> bool:
+    """True for a TIFF whose first series has more than STREAM_PIXELS pixels (its header only is read);
+    False for anything else, unreadable files included (the reader then says what is wrong)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.series[0].levels[0].shape
+            axes = tif.series[0].levels[0].axes
+    except Exception:  # tifffile raises many types on corrupt files; reading it whole reports them
+        return False
+    return "Y" in axes and "X" in axes and shape[axes.index("Y")] * shape[axes.index("X")] > STREAM_PIXELS
+
+
 def segment_tiff(segmenter, path: str | os.PathLike, mask_path: str | os.PathLike,
                  probs_path: str | os.PathLike | None = None, tile: int = 512, overlap: float = 0.25) -> Path:
     """Segment a large TIFF tile by tile, writing the mask (and probabilities) as tiled OME-TIFFs; -> mask_path.

@@ -13,6 +13,7 @@ from PIL import Image
 
 import alnet_fast
 from alnet_fast import io
+from alnet_fast.dicom import group_series, segment_series
 from alnet_fast.errors import ImageReadError
 from alnet_fast.inputs import STATISTICS_SAMPLE
 from alnet_fast.outputs import probs_to_mask
@@ -192,3 +193,70 @@ def test_limit_applies_to_tiffs_and_can_be_lowered(tmp_path, monkeypatch):
     monkeypatch.setenv("ALNET_FAST_MAX_IMAGE_PIXELS", "lots")
     with pytest.raises(ValueError, match="must be an integer"):
         io.read_image(tmp_path / "big.png")
+
+
+# The command line
+
+def cli(*argv) -> int:
+    import alnet_fast.cli
+
+    return alnet_fast.cli.main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "small.safetensors"
+    alnet_fast.save(alnet_fast.ALNet(SMALL).eval(), path)
+    return path
+
+
+def test_cli_records_a_bomb_as_failed_and_segments_the_rest(tmp_path, checkpoint, capsys):
+    (tmp_path / "in").mkdir()
+    png_claiming(tmp_path / "in" / "bomb.png", 60000, 60000)
+    Image.fromarray(textured(70, 90)).save(tmp_path / "in" / "fine.png")
+    assert cli("segment", tmp_path / "in", "-o", tmp_path / "out", "--model", checkpoint, "-q") == 1
+    captured = capsys.readouterr()
+    assert "1 segmented, 0 skipped (outputs exist), 1 failed" in captured.out
+    assert "bomb.png" in captured.err and "ALNET_FAST_MAX_IMAGE_PIXELS" in captured.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fine.png"]
+
+
+def test_cli_streams_large_tiffs_to_tiled_tiffs(tmp_path, checkpoint, monkeypatch, capsys):
+    monkeypatch.setattr("alnet_fast.wsi.STREAM_PIXELS", 500 * 500)  # 700 x 900 counts as large here
+    (tmp_path / "in").mkdir()
+    image = textured(700, 900, seed=8)
+    tifffile.imwrite(tmp_path / "in" / "slide.tif", image, tile=(256, 256))
+    tifffile.imwrite(tmp_path / "in" / "small.tif", image[:100, :100])
+    out = tmp_path / "out"
+    assert cli("segment", tmp_path / "in", "-o", out, "--model", checkpoint, "--tile", 256, "--probs", "-q") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["slide.tif", "slide_probs.tif", "small.png", "small_probs.tif"]
+    model = alnet_fast.load(checkpoint, batch_size=4)  # as the command loads it: same backend, same batches
+    np.testing.assert_array_equal(tifffile.imread(out / "slide_probs.tif"), model.predict(image, tile=256))
+    np.testing.assert_array_equal(tifffile.imread(out / "slide.tif"), model.segment(image, tile=256))
+
+
+def test_cli_writes_one_dicom_seg_per_series(tmp_path, checkpoint, capsys):
+    import highdicom as hd
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from test_dicom_series import write_series
+
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    ct_uid, ct_uids = write_series(tmp_path / "in" / "a", "CT_small.dcm", [0.0, 5.0, 2.5], seed=1)
+    mr_uid, _ = write_series(tmp_path / "in" / "a", "MR_small.dcm", [1.0, 2.0], seed=2)
+    (tmp_path / "in" / "b.dcm").write_bytes(open(get_testdata_file("MR_truncated.dcm"), "rb").read()[:200])
+    Image.fromarray(textured(70, 90)).save(tmp_path / "in" / "c.png")
+    out = tmp_path / "out"
+    assert cli("segment", tmp_path / "in", "-o", out, "--model", checkpoint, "--dicom-seg", "--probs", "-q") == 1
+    captured = capsys.readouterr()
+    assert "3 segmented, 0 skipped (outputs exist), 1 failed" in captured.out and "b.dcm" in captured.err
+    assert sorted(p.name for p in (out / "a").iterdir()) == sorted([f"{ct_uid}_seg.dcm", f"{mr_uid}_seg.dcm"])
+    seg = hd.seg.segread(out / "a" / f"{ct_uid}_seg.dcm")
+    assert seg.SegmentationType == "FRACTIONAL" and seg.ManufacturerModelName == "small"
+    model = alnet_fast.load(checkpoint, batch_size=4)
+    (ct,) = [s for s in group_series(sorted((tmp_path / "in" / "a").glob("*.dcm"))) if s.uid == ct_uid]
+    expected = segment_series(model, ct)  # [3, H, W] in position order, as ct_uids
+    back = seg.get_pixels_by_source_instance(ct_uids, segment_numbers=[1], dtype=np.float32)[..., 0]
+    np.testing.assert_allclose(back, expected, atol=0.5 / 255 + 1e-6)  # 8-bit fractional storage
+    assert pydicom.dcmread(out / "a" / f"{ct_uid}_seg.dcm").ReferencedSeriesSequence[0].SeriesInstanceUID == ct_uid
+    assert (out / "c.png").is_file()

@@ -2,9 +2,12 @@
 
 Per input (relative name REL, its suffix removed), under OUTDIR:
   REL.png            uint8 label mask (0/1 for one class, 0..K-1 otherwise) for a 2-D image or DICOM slice
+  REL.tif            the same as a tiled OME-TIFF for a TIFF of more than wsi.STREAM_PIXELS pixels (streamed)
   REL.nii.gz         uint8 label volume for a NIfTI input (same affine and header)
-  REL_overlay.png    --overlay: the mask drawn over the image (2-D inputs)
-  REL_probs.tif      --probs: float32 probabilities [H, W] or [K, H, W] (REL_probs.nii.gz for volumes)
+  DIR/UID_seg.dcm    --dicom-seg: one DICOM SEG per series (UID) of the DICOM files, DIR the first file's folder
+  REL_overlay.png    --overlay: the mask drawn over the image (2-D inputs read whole)
+  REL_probs.tif      --probs: float32 probabilities [H, W] or [K, H, W] (REL_probs.nii.gz for volumes,
+                     [H, W, K] for streamed TIFFs; with --dicom-seg the SEG holds them, FRACTIONAL)
 Every file is written atomically; --skip-existing skips inputs whose outputs all exist (a resumed run).
 An input that cannot be read or segmented is reported with its path and the run goes on; the exit
 code is then 1. User errors (no such input, unknown model or backend) print one line and exit 2.
@@ -21,11 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import PLANES
+from ..dicom import DicomSeries, group_series, segment_series, write_segmentation
 from ..errors import ImageReadError
 from ..io import is_dicom, read_image, write_png, write_tiff
 from ..paths import (DICOM_SUFFIXES, NIFTI_SUFFIXES, PILLOW_SUFFIXES, TIFF_SUFFIXES, full_suffix, is_nifti,
                      strip_suffix)
 from ..outputs import probs_to_mask
+from ..wsi import is_large_tiff, segment_tiff
 from .common import DTYPES, add_model_argument, load_segmenter, positive_int
 
 IMAGE_SUFFIXES = PILLOW_SUFFIXES + TIFF_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES
@@ -56,8 +62,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--overlay", action="store_true", help="also write REL_overlay.png (2-D inputs)")
     parser.add_argument("--probs", action="store_true", help="also write probabilities (REL_probs.tif / .nii.gz)")
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs all exist")
-    parser.add_argument("--axis", type=int, default=2, choices=(0, 1, 2),
-                        help="NIfTI volumes: voxel axis to slice along (default: 2)")
+    parser.add_argument("--axis", type=int, default=None, choices=(0, 1, 2),
+                        help="NIfTI volumes: slice along this voxel axis as stored, whatever the orientation "
+                             "(default: the model's plane, see --plane; axis 2 for models that record none)")
+    parser.add_argument("--dicom-seg", action="store_true",
+                        help="DICOM: group the files into series and write one DICOM SEG per series "
+                             "(FRACTIONAL with --probs) instead of PNG masks")
+    parser.add_argument("--plane", choices=PLANES, default=None,
+                        help="NIfTI volumes: slice in this anatomical plane, whatever the voxel order "
+                             "(default: the plane the model was trained on, if its checkpoint records one)")
     parser.add_argument("--no-window", action="store_true",
                         help="DICOM: do not apply the file's VOI window (use the rescaled modality values)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -67,14 +80,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 @dataclass
 class Job:
-    """One input file and the output paths it produces (mask first)."""
+    """One input (a file; for a DICOM series its first file) and the output paths it produces (mask first).
+
+    kind: "image" (2-D, read whole), "large" (a TIFF streamed tile by tile), "volume" (NIfTI), "series"
+    (DICOM files -> one SEG), or "unreadable" (``error`` says why; reported when the run reaches it).
+    """
 
     source: Path
     outputs: list[Path] = field(default_factory=list)
-
-    @property
-    def volume(self) -> bool:
-        return is_nifti(self.source)
+    kind: str = "image"
+    series: DicomSeries | None = None
+    error: Exception | None = None
 
 
 # Inputs and outputs
@@ -116,13 +132,23 @@ def _folder_images(folder: Path, exclude: Path | None) -> list[tuple[Path, Path]
     return images
 
 
-def plan_jobs(found: list[tuple[Path, Path]], outdir: Path, overlay: bool, probs: bool) -> list[Job]:
-    """Output paths for every input; ValueError when two inputs would write the same file."""
+def plan_jobs(found: list[tuple[Path, Path]], outdir: Path, overlay: bool, probs: bool,
+              dicom_seg: bool = False) -> list[Job]:
+    """Output paths for every input; ValueError when two inputs would write the same file.
+
+    dicom_seg: DICOM files become one job per series (their headers are read here)."""
     jobs, owner = [], {}
+    if dicom_seg:
+        found, series_jobs = _series_jobs(found, outdir)
+        jobs += series_jobs
     for source, rel in found:
-        base = outdir / strip_suffix(rel)
+        base, kind = outdir / strip_suffix(rel), "image"
         if is_nifti(source):
+            kind = "volume"
             outputs = [base.with_name(base.name + ".nii.gz")] + ([_suffixed(base, "_probs.nii.gz")] if probs else [])
+        elif full_suffix(source) in TIFF_SUFFIXES and is_large_tiff(source):
+            kind = "large"
+            outputs = [base.with_name(base.name + ".tif")] + ([_suffixed(base, "_probs.tif")] if probs else [])
         else:
             outputs = [base.with_name(base.name + ".png")]
             outputs += [_suffixed(base, "_overlay.png")] if overlay else []
@@ -133,8 +159,20 @@ def plan_jobs(found: list[tuple[Path, Path]], outdir: Path, overlay: bool, probs
                              "segment them into different output folders")
         owner[outputs[0]] = source
         if clash is None:
-            jobs.append(Job(source, outputs))
+            jobs.append(Job(source, outputs, kind))
     return jobs
+
+
+def _series_jobs(found: list[tuple[Path, Path]], outdir: Path) -> tuple[list[tuple[Path, Path]], list[Job]]:
+    """(the non-DICOM inputs, one job per DICOM series and per unreadable DICOM file)."""
+    dicom = [(p, rel) for p, rel in found if not is_nifti(p) and full_suffix(p) not in PILLOW_SUFFIXES + TIFF_SUFFIXES
+             and is_dicom(p)]
+    rels = dict(dicom)
+    errors: list[tuple[Path, Exception]] = []
+    jobs = [Job(s.paths[0], [outdir / rels[s.paths[0]].parent / f"{s.uid}_seg.dcm"], "series", s)
+            for s in group_series([p for p, _ in dicom], errors)]
+    jobs += [Job(path, [], "unreadable", error=exc) for path, exc in errors]
+    return [item for item in found if item[0] not in rels], jobs
 
 
 def _suffixed(base: Path, suffix: str) -> Path:
@@ -214,10 +252,33 @@ class SegmentRun:
         from ..volumes import segment_nifti, write_nifti_like
 
         try:
-            result = segment_nifti(self.segmenter, job.source, self.args.axis, self.args.tile, self.args.overlap)
+            result = segment_nifti(self.segmenter, job.source, self.args.axis, self.args.tile, self.args.overlap,
+                                   plane=self.args.plane)
             if self.args.probs:
                 write_nifti_like(job.outputs[1], result.probs.astype(np.float32), result.image)
             write_nifti_like(job.outputs[0], result.mask, result.image)
+        except INPUT_ERRORS as exc:
+            self.fail(job, exc)
+            return
+        self.succeed()
+
+    def large(self, job: Job) -> None:
+        """A TIFF too large to read whole: streamed tile by tile (default tiles of 512) to tiled OME-TIFFs."""
+        try:
+            segment_tiff(self.segmenter, job.source, job.outputs[0], job.outputs[1] if self.args.probs else None,
+                         tile=self.args.tile or 512, overlap=self.args.overlap)
+        except INPUT_ERRORS as exc:
+            self.fail(job, exc)
+            return
+        self.succeed()
+
+    def series(self, job: Job) -> None:
+        """A DICOM series: every slice segmented, one SEG written (FRACTIONAL with --probs)."""
+        try:
+            probs = segment_series(self.segmenter, job.series, not self.args.no_window, self.args.tile,
+                                   self.args.overlap)
+            write_segmentation(job.outputs[0], job.series, probs, self.segmenter.config.num_classes,
+                               strip_suffix(Path(self.args.model).name).name, fractional=self.args.probs)
         except INPUT_ERRORS as exc:
             self.fail(job, exc)
             return
@@ -229,9 +290,11 @@ class SegmentRun:
 
     def segment_all(self, jobs: list[Job]) -> None:
         pending: list[Job] = []
+        one_by_one = {"volume": self.volume, "large": self.large, "series": self.series,
+                      "unreadable": lambda job: self.fail(job, job.error)}
         for job in jobs:
-            if job.volume:
-                self.volume(job)
+            if job.kind in one_by_one:
+                one_by_one[job.kind](job)
                 continue
             pending.append(job)
             if len(pending) == self.args.batch_size:
@@ -252,7 +315,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--overlap must be in [0, 1), got {args.overlap}")
     if args.output.exists() and not args.output.is_dir():
         raise ValueError(f"output {str(args.output)!r} exists and is not a folder")
-    jobs = plan_jobs(collect_inputs(args.inputs, exclude=args.output), args.output, args.overlay, args.probs)
+    jobs = plan_jobs(collect_inputs(args.inputs, exclude=args.output), args.output, args.overlay, args.probs,
+                     args.dicom_seg)
     todo = [job for job in jobs if not (args.skip_existing and all(p.is_file() for p in job.outputs))]
     segmenter = load_segmenter(args)
     start = time.perf_counter()
