@@ -134,11 +134,12 @@ def normalise(x: torch.Tensor, dtype_max: float, config: ALNetConfig,
         stride = statistics_stride(*x.shape)
         bounds = scaling_bounds(x[:, ::stride, ::stride], dtype_max, config)
     lo, hi = bounds
-    x = (x - lo) / torch.clamp(hi - lo, min=1e-12)
-    x = x.clamp(0.0, 1.0) if config.scaling == "percentile" else x
+    x = (x - lo).div_(torch.clamp(hi - lo, min=1e-12))  # one new tensor, then in place: one image-sized copy
+    if config.scaling == "percentile":
+        x.clamp_(0.0, 1.0)
     mean = torch.tensor(config.mean, dtype=torch.float32).expand(config.in_channels)
     std = torch.tensor(config.std, dtype=torch.float32).expand(config.in_channels)
-    return (x - mean[:, None, None]) / std[:, None, None]
+    return x.sub_(mean[:, None, None]).div_(std[:, None, None])
 
 
 def prepare_image(item, config: ALNetConfig) -> torch.Tensor:

@@ -184,6 +184,7 @@ def read_dicom(path: str | os.PathLike, window: bool = True) -> np.ndarray:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         raise ImageReadError(f"{str(path)!r} is a multi-frame DICOM ({frames} frames), not a 2-D slice")
+    check_image_size(path, (int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)))
     pixels = dicom_pixel_array(ds, path)
     if ds.get("SamplesPerPixel", 1) != 1:
         return pixels

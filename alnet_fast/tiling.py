@@ -150,9 +150,11 @@ def tiled_probs(segmenter, x: torch.Tensor, tile: int = 512, overlap: float = 0.
     multiple = segmenter.config.output_stride
     grid = tile_grid(*x.shape[-2:], tile, overlap, multiple)
     padded = x if grid.single else pad_to_multiple(x[None], multiple)[0]
-    bands = [band_probs(band) for _, band in blended_rows(segmenter, grid, lambda y0, y1, x0, x1:
-                                                          padded[:, y0:y1, x0:x1])]
-    return np.concatenate(bands, axis=-2)
+    k = segmenter.config.num_classes
+    probs = np.empty(((k,) if k > 1 else ()) + tuple(x.shape[-2:]), np.float32)
+    for top, logits in blended_rows(segmenter, grid, lambda y0, y1, x0, x1: padded[:, y0:y1, x0:x1]):
+        probs[..., top:top + logits.shape[-2], :] = band_probs(logits)
+    return probs
 
 
 def band_probs(logits: torch.Tensor) -> np.ndarray:

@@ -86,8 +86,9 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
     parser.add_argument("--backend", default="auto")
+    parser.add_argument("--modes", nargs="+", default=["streamed", "in_memory"], choices=("streamed", "in_memory"))
     parser.add_argument("--in-memory-max", type=int, default=4096 * 4096,
-                        help="also measure the in-memory path for images of at most this many pixels")
+                        help="measure the in-memory path only for images of at most this many pixels")
     parser.add_argument("--statistics-only", action="store_true",
                         help="measure only the streamed path's statistics pass (a full run's first step)")
     parser.add_argument("--dir", type=Path, default=None, help="where the test TIFFs go (default: a temp dir)")
@@ -99,7 +100,7 @@ def main() -> None:
         path = workdir / f"gray_{height}x{width}.tif"
         if not path.exists():
             write_test_tiff(path, height, width)
-        modes = ["streamed"] + (["in_memory"] if height * width <= args.in_memory_max else [])
+        modes = [m for m in args.modes if m == "streamed" or height * width <= args.in_memory_max]
         modes = ["statistics"] if args.statistics_only else modes
         for mode in modes:
             row = {"size": size, "mode": mode, "tile": args.tile, "dtype": args.dtype,

@@ -260,3 +260,14 @@ def test_cli_writes_one_dicom_seg_per_series(tmp_path, checkpoint, capsys):
     np.testing.assert_allclose(back, expected, atol=0.5 / 255 + 1e-6)  # 8-bit fractional storage
     assert pydicom.dcmread(out / "a" / f"{ct_uid}_seg.dcm").ReferencedSeriesSequence[0].SeriesInstanceUID == ct_uid
     assert (out / "c.png").is_file()
+
+
+def test_dicom_header_claiming_an_absurd_size_is_refused_before_decoding(tmp_path):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ds.Rows = ds.Columns = 60000
+    ds.save_as(tmp_path / "absurd.dcm")
+    with pytest.raises(ImageReadError, match="60000 x 60000 = 3600000000 pixels, more than the limit"):
+        io.read_image(tmp_path / "absurd.dcm")

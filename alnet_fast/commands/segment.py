@@ -248,41 +248,39 @@ class SegmentRun:
         write_png(job.outputs[0], mask)  # last: a mask on disk means this input is complete
         self.succeed()
 
+    def alone(self, job: Job, work) -> None:
+        """Run ``work(job)`` for an input segmented on its own; its failure is recorded and the run goes on."""
+        try:
+            work(job)
+        except INPUT_ERRORS as exc:
+            self.fail(job, exc)
+            return
+        self.succeed()
+
     def volume(self, job: Job) -> None:
         from ..volumes import segment_nifti, write_nifti_like
 
-        try:
-            result = segment_nifti(self.segmenter, job.source, self.args.axis, self.args.tile, self.args.overlap,
-                                   plane=self.args.plane)
-            if self.args.probs:
-                write_nifti_like(job.outputs[1], result.probs.astype(np.float32), result.image)
-            write_nifti_like(job.outputs[0], result.mask, result.image)
-        except INPUT_ERRORS as exc:
-            self.fail(job, exc)
-            return
-        self.succeed()
+        result = segment_nifti(self.segmenter, job.source, self.args.axis, self.args.tile, self.args.overlap,
+                               plane=self.args.plane)
+        if self.args.probs:
+            write_nifti_like(job.outputs[1], result.probs.astype(np.float32), result.image)
+        write_nifti_like(job.outputs[0], result.mask, result.image)
 
     def large(self, job: Job) -> None:
         """A TIFF too large to read whole: streamed tile by tile (default tiles of 512) to tiled OME-TIFFs."""
-        try:
-            segment_tiff(self.segmenter, job.source, job.outputs[0], job.outputs[1] if self.args.probs else None,
-                         tile=self.args.tile or 512, overlap=self.args.overlap)
-        except INPUT_ERRORS as exc:
-            self.fail(job, exc)
-            return
-        self.succeed()
+        segment_tiff(self.segmenter, job.source, job.outputs[0], job.outputs[1] if self.args.probs else None,
+                     tile=self.args.tile or 512, overlap=self.args.overlap)
 
     def series(self, job: Job) -> None:
         """A DICOM series: every slice segmented, one SEG written (FRACTIONAL with --probs)."""
-        try:
-            probs = segment_series(self.segmenter, job.series, not self.args.no_window, self.args.tile,
-                                   self.args.overlap)
-            write_segmentation(job.outputs[0], job.series, probs, self.segmenter.config.num_classes,
-                               strip_suffix(Path(self.args.model).name).name, fractional=self.args.probs)
-        except INPUT_ERRORS as exc:
-            self.fail(job, exc)
-            return
-        self.succeed()
+        probs = segment_series(self.segmenter, job.series, not self.args.no_window, self.args.tile,
+                               self.args.overlap)
+        write_segmentation(job.outputs[0], job.series, probs, self.segmenter.config.num_classes,
+                           strip_suffix(Path(self.args.model).name).name, fractional=self.args.probs)
+
+    @staticmethod
+    def unreadable(job: Job) -> None:
+        raise job.error
 
     def succeed(self) -> None:
         self.done += 1
@@ -291,10 +289,10 @@ class SegmentRun:
     def segment_all(self, jobs: list[Job]) -> None:
         pending: list[Job] = []
         one_by_one = {"volume": self.volume, "large": self.large, "series": self.series,
-                      "unreadable": lambda job: self.fail(job, job.error)}
+                      "unreadable": self.unreadable}
         for job in jobs:
             if job.kind in one_by_one:
-                one_by_one[job.kind](job)
+                self.alone(job, one_by_one[job.kind])
                 continue
             pending.append(job)
             if len(pending) == self.args.batch_size:
