@@ -97,7 +97,8 @@ def read_checkpoint(source: str | os.PathLike, config: ALNetConfig | None = None
         head = f.read(9)
     if len(head) < 9:
         raise CheckpointError(f"{path}: file is empty or truncated ({len(head)} bytes)")
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+    # safetensors: an 8-byte header length, then the JSON header; that length may start with 0x80 too
+    if head[8:9] != b"{" and (head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"):
         ckpt = _read_torch(path, config)
     else:
         ckpt = _read_safetensors(path, config)

@@ -166,3 +166,16 @@ def test_save_is_atomic_and_rejects_reserved_metadata(model, tmp_path):
     with pytest.raises(TypeError):
         alnet_fast.save(torch.nn.Linear(2, 2), tmp_path / "l.safetensors")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle(tmp_path):
+    """The first byte of a safetensors file is its header length's low byte: 0x80 is the pickle marker."""
+    model = alnet_fast.ALNet(alnet_fast.ALNetConfig(widths=(8, 8, 16, 16, 32), depths=(1, 1, 1, 1, 1),
+                                                    context_channels=16, decoder_channels=16)).eval()
+    for pad in range(256):
+        path = alnet_fast.save(model, tmp_path / "m.safetensors", metadata={"pad": "x" * pad})
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no padding gave a header length with low byte 0x80")
+    assert read_checkpoint(path).kind == "multibranch"
