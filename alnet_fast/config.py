@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCALINGS = ("dtype", "minmax", "percentile")
+PLANES = ("axial", "coronal", "sagittal")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class ALNetConfig:
          as they are); ``"minmax"`` maps each image's min..max to 0..1; ``"percentile"`` maps each
          image's ``percentiles`` to 0..1 and clips (robust for microscopy and MR);
       2. ``(x - mean[c]) / std[c]`` per channel.
+
+    ``plane``: the anatomical plane of the 2-D slices the model was trained on ("axial", "coronal",
+    "sagittal"; None when unknown or not a volume model). Volumes are turned so that their slices are
+    taken in that plane (alnet_fast.orientation).
     """
 
     in_channels: int = 3
@@ -35,6 +40,7 @@ class ALNetConfig:
     percentiles: tuple[float, float] = (1.0, 99.8)
     mean: tuple[float, ...] = field(default=(0.5,))
     std: tuple[float, ...] = field(default=(0.25,))
+    plane: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("widths", "depths", "percentiles", "mean", "std"):
@@ -57,6 +63,7 @@ class ALNetConfig:
             _check(len(values) in (1, self.in_channels),
                    f"{name} needs 1 or in_channels={self.in_channels} values", values)
         _check(all(s > 0 for s in self.std), "std values must be > 0", self.std)
+        _check(self.plane is None or self.plane in PLANES, f"plane must be None or one of {PLANES}", self.plane)
 
     @property
     def output_stride(self) -> int:

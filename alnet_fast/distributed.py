@@ -55,7 +55,8 @@ class Summary:
 class SegmentWorker:
     """The map_batches class: one per Ray actor, holding a loaded Segmenter for every batch it is given.
 
-    A batch: {"source": [N], "name": [N], "outputs": [N] lists of paths} -> {"mask", "status", "reason"}: [N],
+    A batch: {"source", "name", "outputs" (lists of paths), "kind" (Job.kind)}: [N] each
+    -> {"mask", "status", "reason"}: [N],
     mask: the input's first output (its key), status "done" or "failed", reason: the error's type and message.
     """
 
@@ -71,8 +72,9 @@ class SegmentWorker:
         from .threads import set_threads
 
         set_threads(self.threads)  # OpenMP's count is per calling thread, and Ray runs batches in threads of its own
-        jobs = [Job(Path(source), Path(name), [Path(p) for p in outputs])
-                for source, name, outputs in zip(batch["source"], batch["name"], batch["outputs"])]
+        jobs = [Job(Path(source), Path(name), [Path(p) for p in outputs], kind)
+                for source, name, outputs, kind in zip(batch["source"], batch["name"], batch["outputs"],
+                                                       batch["kind"])]
         run = SegmentRun(self.segmenter, self.options)
         run.segment_all(jobs)
         rows = [(str(job.outputs[0]), "done", "") for job in run.done]
@@ -201,8 +203,8 @@ def _default_threads(ray, workers: int) -> int:
 
 def _status_rows(ray, jobs: list[Job], load_arguments: dict, options: RunOptions, workers: int, threads: int):
     """The dataset of status rows: inputs -> SegmentWorker actors (lazy; iterating it runs the pipeline)."""
-    items = [{"source": str(job.source), "name": job.name.as_posix(), "outputs": [str(p) for p in job.outputs]}
-             for job in jobs]
+    items = [{"source": str(job.source), "name": job.name.as_posix(), "outputs": [str(p) for p in job.outputs],
+              "kind": job.kind} for job in jobs]
     blocks = min(math.ceil(len(items) / options.batch_size), MAX_BLOCKS)
     dataset = ray.data.from_items(items, override_num_blocks=blocks)
     dataset.context.max_errored_blocks = -1  # a batch given up after BATCH_RETRIES is reported, not fatal

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -103,28 +104,42 @@ def adapt_channels(x: torch.Tensor, in_channels: int) -> torch.Tensor:
     raise ValueError(f"image has {c} channels; the model expects {in_channels}")
 
 
-def scale(x: torch.Tensor, dtype_max: float, config: ALNetConfig) -> torch.Tensor:
-    """Map raw values to about [0, 1] as config.scaling says. x: [C, H, W] -> [C, H, W]."""
+STATISTICS_SAMPLE = 1 << 22  # values the minmax/percentile statistics are computed on, at most
+
+
+def statistics_stride(channels: int, h: int, w: int) -> int:
+    """Row and column stride of the sample scaling statistics come from: 1 up to STATISTICS_SAMPLE values,
+    so that a regular grid of about that many pixels is used beyond (alnet_fast.wsi reads the same grid)."""
+    return max(1, math.ceil(math.sqrt(channels * h * w / STATISTICS_SAMPLE)))
+
+
+def scaling_bounds(x: torch.Tensor, dtype_max: float, config: ALNetConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The raw values that map to 0 and 1 under config.scaling, from x [C, H, W] (model channels) or a
+    strided sample of it: (0, dtype max), the sample's min..max, or its ``percentiles``."""
     if config.scaling == "dtype":
-        return x / dtype_max
+        return torch.tensor(0.0), torch.tensor(float(dtype_max))
     if config.scaling == "minmax":
-        lo, hi = x.min(), x.max()
-    else:
-        q = torch.tensor([p / 100.0 for p in config.percentiles], dtype=torch.float64)
-        flat = x.reshape(-1).double()
-        if flat.numel() > 1 << 24:  # torch.quantile's input limit; a strided sample is exact enough
-            flat = flat[:: flat.numel() // (1 << 24) + 1]
-        lo, hi = torch.quantile(flat, q).float()
-    y = (x - lo) / torch.clamp(hi - lo, min=1e-12)
-    return y.clamp(0.0, 1.0) if config.scaling == "percentile" else y
+        return x.min(), x.max()
+    q = torch.tensor([p / 100.0 for p in config.percentiles], dtype=torch.float64)
+    lo, hi = torch.quantile(x.reshape(-1).double(), q).float()
+    return lo, hi
 
 
-def normalise(x: torch.Tensor, dtype_max: float, config: ALNetConfig) -> torch.Tensor:
-    """Raw [C, H, W] -> the network's input [in_channels, H, W]: channel adaptation, scaling, mean/std."""
-    x = scale(adapt_channels(x, config.in_channels), dtype_max, config)
+def normalise(x: torch.Tensor, dtype_max: float, config: ALNetConfig,
+              bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Raw [C, H, W] -> the network's input [in_channels, H, W]: channel adaptation, scaling to about [0, 1]
+    (between ``bounds``, by default those of the image's own statistics sample), then mean/std."""
+    x = adapt_channels(x, config.in_channels)
+    if bounds is None:
+        stride = statistics_stride(*x.shape)
+        bounds = scaling_bounds(x[:, ::stride, ::stride], dtype_max, config)
+    lo, hi = bounds
+    x = (x - lo).div_(torch.clamp(hi - lo, min=1e-12))  # one new tensor, then in place: one image-sized copy
+    if config.scaling == "percentile":
+        x.clamp_(0.0, 1.0)
     mean = torch.tensor(config.mean, dtype=torch.float32).expand(config.in_channels)
     std = torch.tensor(config.std, dtype=torch.float32).expand(config.in_channels)
-    return (x - mean[:, None, None]) / std[:, None, None]
+    return x.sub_(mean[:, None, None]).div_(std[:, None, None])
 
 
 def prepare_image(item, config: ALNetConfig) -> torch.Tensor:

@@ -1,7 +1,12 @@
 """Image files in and out.
 
 Readers: PNG/JPEG/BMP via Pillow, TIFF (8/16-bit, float) via tifffile, DICOM slices via pydicom
-(modality rescale, then the VOI window when the file has one). NIfTI volumes: see alnet_fast.volumes.
+(its modality LUT, then its VOI LUT or window when the file has one). NIfTI volumes: see
+alnet_fast.volumes; DICOM series and SEG: alnet_fast.dicom; whole-slide TIFFs read lazily: alnet_fast.wsi.
+
+Images are read whole, so a header claiming more than ``max_image_pixels()`` pixels (Pillow's
+decompression-bomb limit, ``PIL.Image.MAX_IMAGE_PIXELS``, or the ALNET_FAST_MAX_IMAGE_PIXELS environment
+variable) is refused with an ImageReadError before anything is decoded.
 
 Writers are atomic (alnet_fast.atomic): an interrupted run never leaves a half-written output under its final
 name.
@@ -9,7 +14,9 @@ name.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +26,34 @@ from .atomic import atomic_path
 from .errors import ImageReadError
 from .paths import DICOM_SUFFIXES, NIFTI_SUFFIXES, PILLOW_SUFFIXES, TIFF_SUFFIXES, full_suffix
 DICOM_MAGIC_OFFSET = 128  # the 128-byte preamble, then b"DICM" (PS3.10 section 7.1)
+MAX_PIXELS_ENV = "ALNET_FAST_MAX_IMAGE_PIXELS"
+
+
+class MissingDecoderError(ImageReadError):
+    """A DICOM file's compressed transfer syntax needs a decoder package that is not installed."""
+
+
+def max_image_pixels() -> int:
+    """The most pixels an image read whole may have: $ALNET_FAST_MAX_IMAGE_PIXELS, else Pillow's
+    decompression-bomb error threshold (2 x PIL.Image.MAX_IMAGE_PIXELS, where Pillow itself raises)."""
+    text = os.environ.get(MAX_PIXELS_ENV)
+    if text is not None:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"{MAX_PIXELS_ENV} must be an integer number of pixels, got {text!r}") from None
+    return 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else 1 << 62
+
+
+def check_image_size(path: Path, shape: tuple[int, ...], limit: int | None = None) -> None:
+    """ImageReadError when an image of ``shape`` ([H, W] first) exceeds ``limit`` (max_image_pixels())."""
+    pixels, limit = int(shape[0]) * int(shape[1]), max_image_pixels() if limit is None else limit
+    if pixels > limit:
+        raise ImageReadError(
+            f"{str(path)!r} claims {shape[1]} x {shape[0]} = {pixels} pixels, more than the limit of {limit} "
+            f"for an image read whole (a decompression bomb or a corrupt header?). If the image is genuine, "
+            f"raise the limit: set {MAX_PIXELS_ENV}={pixels} in the environment; large TIFFs are streamed "
+            "tile by tile instead (alnet_fast.wsi)")
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
@@ -59,7 +94,11 @@ def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
     try:
-        array = tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            check_image_size(path, _yx_shape(tif.series[0]))
+            array = tif.asarray()
+    except ImageReadError:
+        raise
     except Exception as exc:  # tifffile raises many types for corrupt files
         raise ImageReadError(f"{str(path)!r} is not a readable TIFF image: {exc}") from exc
     array = np.squeeze(array) if array.ndim > 3 else array
@@ -71,9 +110,33 @@ def _read_tiff(path: Path) -> np.ndarray:
     return array
 
 
+def _yx_shape(series) -> tuple[int, int]:
+    """(H, W) of a tifffile series, from its axes (Y and X) or, without them, its first two dimensions."""
+    axes, shape = series.axes, series.shape
+    if "Y" in axes and "X" in axes:
+        return shape[axes.index("Y")], shape[axes.index("X")]
+    return shape[0], shape[1] if len(shape) > 1 else 1
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_bomb_check_off():
+    """Pillow's own check in Image.open off (check_image_size applies the same or a raised limit)."""
+    with _PILLOW_LIMIT_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
 def _read_pillow(path: Path) -> np.ndarray:
+    limit = max_image_pixels()
     try:
-        with Image.open(path) as image:
+        with _pillow_bomb_check_off(), Image.open(path) as image:  # our limit instead of Pillow's
+            check_image_size(path, image.size[::-1], limit)
             image.load()
             return pil_to_array(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -104,52 +167,81 @@ def optional_import(module: str, purpose: str):
 def read_dicom(path: str | os.PathLike, window: bool = True) -> np.ndarray:
     """One DICOM slice. -> float32 [H, W] (grayscale) or the stored [H, W, 3] array (colour).
 
-    Grayscale pixels go through the modality rescale (``RescaleSlope * stored + RescaleIntercept``:
-    Hounsfield units for CT). With ``window`` and a WindowCenter/WindowWidth in the file, the linear
-    VOI window then maps them to [0, 1] (PS3.3 C.11.2.1.2.1); MONOCHROME1 is inverted so that bright
-    is always high. Multi-frame files are refused: they are volumes.
+    Grayscale pixels go through pydicom's modality LUT (``apply_modality_lut``: the Modality LUT
+    Sequence or ``RescaleSlope * stored + RescaleIntercept``, e.g. Hounsfield units for CT). With
+    ``window`` and a VOI LUT Sequence or WindowCenter/WindowWidth in the file, pydicom's VOI LUT
+    (``apply_voi_lut``: the first LUT or window, LINEAR/LINEAR_EXACT/SIGMOID) follows, its output range
+    mapped onto [0, 1]; MONOCHROME1 is inverted so that bright is always high. Multi-frame files are
+    refused: they are volumes. A compressed transfer syntax without an installed decoder raises
+    MissingDecoderError naming the packages that would decode it.
     """
     path = Path(path)
     pydicom = optional_import("pydicom", f"reading the DICOM file {str(path)!r}")
     try:
         ds = pydicom.dcmread(path)
-        pixels = ds.pixel_array
     except Exception as exc:  # pydicom raises InvalidDicomError, ValueError, AttributeError, ... on bad files
         raise ImageReadError(f"{str(path)!r} is not a readable DICOM image: {exc}") from exc
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         raise ImageReadError(f"{str(path)!r} is a multi-frame DICOM ({frames} frames), not a 2-D slice")
+    check_image_size(path, (int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)))
+    pixels = dicom_pixel_array(ds, path)
     if ds.get("SamplesPerPixel", 1) != 1:
         return pixels
-    values = modality_rescale(pixels, float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))
-    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
-    if window and center is not None and width is not None and width >= 1:
-        values = apply_window(values, center, width)
-        if ds.get("PhotometricInterpretation") == "MONOCHROME1":
-            values = 1.0 - values
-    elif ds.get("PhotometricInterpretation") == "MONOCHROME1":
-        values = values.max() + values.min() - values
-    return values
+    try:
+        return dicom_gray_values(pixels, ds, window)
+    except (ValueError, AttributeError, NotImplementedError) as exc:  # bad LUT descriptors, width < 1...
+        raise ImageReadError(f"{str(path)!r}: invalid modality or VOI LUT: {exc}") from exc
 
 
-def modality_rescale(pixels: np.ndarray, slope: float, intercept: float) -> np.ndarray:
-    """Stored values -> modality values (e.g. HU). pixels: [H, W] integers -> float32 [H, W]."""
-    return (pixels.astype(np.float64) * slope + intercept).astype(np.float32)
+def dicom_pixel_array(ds, path: str | os.PathLike) -> np.ndarray:
+    """The decoded stored values of a dataset; MissingDecoderError when its compression has no decoder here."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        return ds.pixel_array
+    except Exception as exc:  # pydicom raises RuntimeError, ValueError, AttributeError... on undecodable data
+        syntax = ds.get("file_meta", {}).get("TransferSyntaxUID")
+        if syntax is not None and syntax.is_compressed:
+            try:
+                decoder = get_decoder(syntax)
+            except NotImplementedError:
+                decoder = None
+            if decoder is None or not decoder.is_available:
+                needs = "; ".join(decoder.missing_dependencies) if decoder is not None else "no pydicom plugin"
+                raise MissingDecoderError(
+                    f"{str(path)!r} is compressed as {syntax.name} ({syntax}) and no installed package decodes "
+                    f"it: install one of the pydicom decoder plugins ({needs}), e.g. pip install "
+                    "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg") from exc
+        raise ImageReadError(f"{str(path)!r} is not a readable DICOM image: {exc}") from exc
 
 
-def apply_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
-    """DICOM linear VOI window onto [0, 1]: (x - (c - 0.5)) / (w - 1) + 0.5, clipped. [H, W] -> float32 [H, W]."""
-    out = (values.astype(np.float64) - (center - 0.5)) / (width - 1.0) + 0.5
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+def dicom_gray_values(pixels: np.ndarray, ds, window: bool = True) -> np.ndarray:
+    """Stored grayscale values [H, W] -> float32 [H, W]: modality LUT, then (``window``) VOI LUT onto [0, 1]."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    values = apply_modality_lut(pixels, ds)
+    inverted = ds.get("PhotometricInterpretation") == "MONOCHROME1"
+    has_lut = bool(ds.get("VOILUTSequence"))
+    has_window = ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None
+    if window and (has_lut or has_window):
+        lo, hi = _voi_output_range(ds, has_lut)
+        values = np.clip((apply_voi_lut(values, ds) - lo) / (hi - lo), 0.0, 1.0)
+        return (1.0 - values if inverted else values).astype(np.float32)
+    values = values.astype(np.float32)
+    return values.max() + values.min() - values if inverted else values
 
 
-def _first(value) -> float | None:
-    """WindowCenter/Width may be multi-valued (several windows): the first is the default one."""
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return float(value[0]) if len(value) else None
-    return float(value)
+def _voi_output_range(ds, lut: bool) -> tuple[float, float]:
+    """(lowest, highest) value pydicom's VOI transform can output: the LUT's bit depth (PS3.3
+    C.11.2.1.1), or for a window what it gives far below and far above it (PS3.3 C.11.2.1.2)."""
+    from pydicom.pixels import apply_windowing
+
+    if lut:
+        return 0.0, float(2 ** ds.VOILUTSequence[0].LUTDescriptor[2] - 1)
+    with np.errstate(over="ignore"):
+        lo, hi = apply_windowing(np.array([-1e15, 1e15]), ds)
+    return float(lo), float(hi)
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:

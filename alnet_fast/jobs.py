@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageReadError
+from .dicom import DicomSeries, group_series, segment_series, write_segmentation
 from .io import is_dicom, read_image, write_png, write_tiff
 from .modality import mismatch
 from .outputs import probs_to_mask
 from .paths import (DICOM_SUFFIXES, NIFTI_SUFFIXES, PILLOW_SUFFIXES, TIFF_SUFFIXES, full_suffix, is_nifti,
                     strip_suffix)
+from .wsi import is_large_tiff, segment_tiff
 
 IMAGE_SUFFIXES = PILLOW_SUFFIXES + TIFF_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES
 PALETTE = np.array([(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -36,16 +38,19 @@ INPUT_ERRORS = (ImageReadError, ValueError, TypeError, OSError, RuntimeError, Me
 
 @dataclass
 class Job:
-    """One input file, its name relative to the input it was found under, and the output paths it produces
-    (mask first)."""
+    """One input (a file; for a DICOM series its first file), its name relative to the input it was found
+    under, and the output paths it produces (mask first).
+
+    kind: "image" (2-D, read whole), "large" (a TIFF streamed tile by tile), "volume" (NIfTI), "series"
+    (DICOM files -> one SEG), or "unreadable" (``error`` says why; reported when the run reaches it).
+    """
 
     source: Path
     name: Path
     outputs: list[Path] = field(default_factory=list)
-
-    @property
-    def volume(self) -> bool:
-        return is_nifti(self.source)
+    kind: str = "image"
+    series: DicomSeries | None = None
+    error: Exception | None = None
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,11 @@ class RunOptions:
     overlap: float = 0.25
     overlay: bool = False
     probs: bool = False
-    axis: int = 2
+    axis: int | None = None
     window: bool = True
     tta: bool = False
+    plane: str | None = None
+    model_name: str = "alnet_fast"  # named in DICOM SEG files
 
 
 # Inputs and outputs
@@ -126,15 +133,25 @@ def _folder_images(folder: Path, exclude: Path | None) -> list[tuple[Path, Path]
     return images
 
 
-def plan_jobs(found: list[tuple[Path, Path]], outdir: Path, overlay: bool, probs: bool) -> list[Job]:
-    """Output paths for every input; ValueError when two inputs would write the same file."""
+def plan_jobs(found: list[tuple[Path, Path]], outdir: Path, overlay: bool, probs: bool,
+              dicom_seg: bool = False) -> list[Job]:
+    """Output paths for every input; ValueError when two inputs would write the same file.
+
+    dicom_seg: DICOM files become one job per series (their headers are read here)."""
     jobs, owner = [], {}
+    if dicom_seg:
+        found, series_jobs = _series_jobs(found, outdir)
+        jobs += series_jobs
     for source, rel in found:
-        base = outdir / strip_suffix(rel)
+        base, kind = outdir / strip_suffix(rel), "image"
         if is_nifti(source):
+            kind = "volume"
             outputs = [base.with_name(base.name + ".nii.gz")]
             outputs += [_suffixed(base, "_overlay.png")] if overlay else []
             outputs += [_suffixed(base, "_probs.nii.gz")] if probs else []
+        elif full_suffix(source) in TIFF_SUFFIXES and is_large_tiff(source):
+            kind = "large"
+            outputs = [base.with_name(base.name + ".tif")] + ([_suffixed(base, "_probs.tif")] if probs else [])
         else:
             outputs = [base.with_name(base.name + ".png")]
             outputs += [_suffixed(base, "_overlay.png")] if overlay else []
@@ -145,8 +162,20 @@ def plan_jobs(found: list[tuple[Path, Path]], outdir: Path, overlay: bool, probs
                              "segment them into different output folders")
         owner[outputs[0]] = source
         if clash is None:
-            jobs.append(Job(source, rel, outputs))
+            jobs.append(Job(source, rel, outputs, kind))
     return jobs
+
+
+def _series_jobs(found: list[tuple[Path, Path]], outdir: Path) -> tuple[list[tuple[Path, Path]], list[Job]]:
+    """(the non-DICOM inputs, one job per DICOM series and per unreadable DICOM file)."""
+    dicom = [(p, rel) for p, rel in found if not is_nifti(p) and full_suffix(p) not in PILLOW_SUFFIXES + TIFF_SUFFIXES
+             and is_dicom(p)]
+    rels = dict(dicom)
+    errors: list[tuple[Path, Exception]] = []
+    jobs = [Job(s.paths[0], rels[s.paths[0]], [outdir / rels[s.paths[0]].parent / f"{s.uid}_seg.dcm"], "series", s)
+            for s in group_series([p for p, _ in dicom], errors)]
+    jobs += [Job(path, rels[path], [], "unreadable", error=exc) for path, exc in errors]
+    return [item for item in found if item[0] not in rels], jobs
 
 
 def _suffixed(base: Path, suffix: str) -> Path:
@@ -265,24 +294,45 @@ class SegmentRun:
         write_png(job.outputs[0], mask)  # last: a mask on disk means this input is complete
         self.succeed(job)
 
-    def volume(self, job: Job) -> None:
-        from .volumes import segment_nifti, write_nifti_like
-
-        options = self.options
+    def alone(self, job: Job, work) -> None:
+        """Run ``work(job)`` for an input segmented on its own; its failure is recorded and the run goes on."""
         self.check_modality(job)
         try:
-            result = segment_nifti(self.segmenter, job.source, options.axis, options.tile, options.overlap)
-            extra = iter(job.outputs[1:])
-            if options.overlay:
-                write_png(next(extra), middle_slice_overlay(np.asarray(result.image.dataobj), result.mask,
-                                                            options.axis))
-            if options.probs:
-                write_nifti_like(next(extra), result.probs.astype(np.float32), result.image)
-            write_nifti_like(job.outputs[0], result.mask, result.image)
+            work(job)
         except INPUT_ERRORS as exc:
             self.fail(job, exc)
             return
         self.succeed(job)
+
+    def volume(self, job: Job) -> None:
+        from .volumes import segment_nifti, write_nifti_like
+
+        options = self.options
+        result = segment_nifti(self.segmenter, job.source, options.axis, options.tile, options.overlap,
+                               plane=options.plane)
+        extra = iter(job.outputs[1:])
+        if options.overlay:
+            write_png(next(extra), middle_slice_overlay(np.asarray(result.image.dataobj), result.mask,
+                                                        2 if options.axis is None else options.axis))
+        if options.probs:
+            write_nifti_like(next(extra), result.probs.astype(np.float32), result.image)
+        write_nifti_like(job.outputs[0], result.mask, result.image)
+
+    def large(self, job: Job) -> None:
+        """A TIFF too large to read whole: streamed tile by tile (default tiles of 512) to tiled OME-TIFFs."""
+        segment_tiff(self.segmenter, job.source, job.outputs[0], job.outputs[1] if self.options.probs else None,
+                     tile=self.options.tile or 512, overlap=self.options.overlap)
+
+    def series(self, job: Job) -> None:
+        """A DICOM series: every slice segmented, one SEG written (FRACTIONAL with probs)."""
+        probs = segment_series(self.segmenter, job.series, self.options.window, self.options.tile,
+                               self.options.overlap)
+        write_segmentation(job.outputs[0], job.series, probs, self.segmenter.config.num_classes,
+                           self.options.model_name, fractional=self.options.probs)
+
+    @staticmethod
+    def unreadable(job: Job) -> None:
+        raise job.error
 
     def succeed(self, job: Job) -> None:
         self.done.append(job)
@@ -291,9 +341,11 @@ class SegmentRun:
 
     def segment_all(self, jobs: list[Job]) -> None:
         pending_images: list[Job] = []
+        one_by_one = {"volume": self.volume, "large": self.large, "series": self.series,
+                      "unreadable": self.unreadable}
         for job in jobs:
-            if job.volume:
-                self.volume(job)
+            if job.kind in one_by_one:
+                self.alone(job, one_by_one[job.kind])
                 continue
             pending_images.append(job)
             if len(pending_images) == self.options.batch_size:

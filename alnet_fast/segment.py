@@ -13,7 +13,7 @@ from .cuda_graphs import GraphedForward
 from .graph import FoldedALNet, count_parameters
 from .inputs import prepare_image, split_batch
 from .outputs import logits_to_probs, pad_to_multiple, probs_to_mask
-from .tiling import tiled_logits
+from .tiling import tiled_probs
 from .tta import tta_probabilities
 
 
@@ -93,8 +93,7 @@ class Segmenter:
         if tile is None:
             probs = self._probabilities([prepare_image(item, self.config) for item in items], tta)
         else:  # one image at a time: only one normalised copy of a large image is held
-            probs = [logits_to_probs(tiled_logits(self, prepare_image(item, self.config), tile, overlap)[None])[0]
-                     .numpy() for item in items]
+            probs = [tiled_probs(self, prepare_image(item, self.config), tile, overlap) for item in items]
         if not batched:
             return probs[0]
         return np.stack(probs) if isinstance(img, torch.Tensor) else probs

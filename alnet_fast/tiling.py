@@ -15,19 +15,23 @@ What "equal to whole-image inference" means here:
   The blend keeps seams away from tile edges; masks agree with whole-image masks up to pixels near the
   decision threshold (tests/test_tiling.py measures Dice on a non-trivial mask).
 
-Peak memory, beyond the model's own activations for one batch of ``batch_size`` tiles of T x T: the
-normalised and padded image (2 x C x Hp x Wp float32), the logit and weight accumulators
-((K + 1) x Hp x Wp float32) and the probabilities (K x H x W float32). For a 2166 x 3188 RGB
-dermoscopy image with one class: about 2 x 84 + 2 x 28 + 28 = 250 MB, whatever its size in tiles; the
-network's activations depend on T and the batch size only.
+Tiles are blended row band by row band (``blended_rows``): the logit and weight accumulators hold
+(K + 1) x T x Wp float32, and finished rows leave as soon as no tile left starts above them. In memory
+(``tiled_probs``) the normalised and padded image (2 x C x Hp x Wp float32) and the probabilities
+(K x H x W float32) are held besides; alnet_fast.wsi streams the same bands from a TIFF on disk to a
+tiled TIFF on disk, so there only the bands and one batch of tiles are. The network's activations
+depend on T and the batch size only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
 import numpy as np
 import torch
 
-from .outputs import pad_to_multiple
+from .outputs import logits_to_probs, pad_to_multiple
 
 
 def tile_origins(size: int, tile: int, step: int, multiple: int = 32) -> list[int]:
@@ -62,31 +66,97 @@ def check_tile(tile: int, multiple: int = 32) -> None:
         raise ValueError(f"tile must be an int multiple of {multiple} and at least {2 * multiple}, got {tile!r}")
 
 
-@torch.inference_mode()
-def tiled_logits(segmenter, x: torch.Tensor, tile: int = 512, overlap: float = 0.25) -> torch.Tensor:
-    """Blended logits of one normalised image. x: [C, H, W] -> float32 [K, H, W] on CPU.
+@dataclass(frozen=True)
+class TileGrid:
+    """Tiles covering an h x w image padded to multiples of ``multiple``: origins ``ys`` x ``xs`` (row-major
+    order), each th x tw pixels; ``weight``: the blending ramp [th, tw]. One tile: the whole image."""
 
-    segmenter: a Segmenter (its ``logits``, ``config`` and ``batch_size``); the network sees at most
-    ``segmenter.batch_size`` tiles of tile x tile pixels at a time. ``Segmenter.predict(img, tile=...)`` is
-    how callers reach this.
-    """
-    multiple = segmenter.config.output_stride
+    h: int
+    w: int
+    th: int
+    tw: int
+    ys: list[int]
+    xs: list[int]
+    weight: torch.Tensor
+
+    @property
+    def single(self) -> bool:
+        return len(self.ys) == 1 and len(self.xs) == 1
+
+    @property
+    def origins(self) -> list[tuple[int, int]]:
+        return [(y, x) for y in self.ys for x in self.xs]
+
+
+def tile_grid(h: int, w: int, tile: int, overlap: float, multiple: int) -> TileGrid:
+    """The tiles and blending weights for an h x w image (see the module docstring)."""
     check_tile(tile, multiple)
     step = tile - overlap_pixels(tile, overlap, multiple)
-    h, w = x.shape[-2:]
     ys, xs = tile_origins(h, tile, step, multiple), tile_origins(w, tile, step, multiple)
-    if len(ys) == 1 and len(xs) == 1:
-        return segmenter.logits(x[None])[0]
-    padded = pad_to_multiple(x[None], multiple)[0]
-    th, tw = min(tile, padded.shape[-2]), min(tile, padded.shape[-1])
+    th, tw = min(tile, -(-h // multiple) * multiple), min(tile, -(-w // multiple) * multiple)
     weight = ramp(th, tile - step if len(ys) > 1 else 0)[:, None] * ramp(tw, tile - step if len(xs) > 1 else 0)
-    total = torch.zeros(segmenter.config.num_classes, *padded.shape[-2:])
-    weight_sum = torch.zeros(padded.shape[-2:])
-    origins = [(y, x0) for y in ys for x0 in xs]
+    return TileGrid(h, w, th, tw, ys, xs, weight)
+
+
+RegionReader = Callable[[int, int, int, int], torch.Tensor]
+"""read(y0, y1, x0, x1) -> the normalised image padded to multiples of the output stride, rows y0:y1 and
+columns x0:x1: [C, y1 - y0, x1 - x0]."""
+
+
+@torch.inference_mode()
+def blended_rows(segmenter, grid: TileGrid, read: RegionReader) -> Iterator[tuple[int, torch.Tensor]]:
+    """Blended logits, yielded as bands of finished rows top to bottom: (first row, float32 [K, n, w]).
+
+    segmenter: a Segmenter (its ``logits``, ``config`` and ``batch_size``); the network sees at most
+    ``segmenter.batch_size`` tiles at a time. Only the rows the current tiles overlap are held: the logit
+    and weight accumulators are (K + 1) x tile x padded width float32, whatever the image's height.
+    A row is finished, divided by its summed weights and yielded once no later tile starts above it.
+    """
+    if grid.single:  # the whole-image path, bit for bit
+        yield 0, segmenter.logits(read(0, grid.h, 0, grid.w)[None])[0]
+        return
+    k, width = segmenter.config.num_classes, -(-grid.w // segmenter.config.output_stride) * segmenter.config.output_stride
+    top, total, weight_sum = 0, torch.zeros(k, 0, width), torch.zeros(0, width)  # accumulators hold rows top..
+    origins = grid.origins
     for start in range(0, len(origins), segmenter.batch_size):
         chunk = origins[start:start + segmenter.batch_size]
-        tiles = torch.stack([padded[:, y:y + th, x0:x0 + tw] for y, x0 in chunk])
-        for (y, x0), logits in zip(chunk, segmenter.logits(tiles)):
-            total[:, y:y + th, x0:x0 + tw] += logits * weight
-            weight_sum[y:y + th, x0:x0 + tw] += weight
-    return (total / weight_sum)[:, :h, :w]
+        tiles = torch.stack([read(y, y + grid.th, x, x + grid.tw) for y, x in chunk])
+        for (y, x), logits in zip(chunk, segmenter.logits(tiles)):
+            if y > top:  # rows above y are finished: no tile left starts above y
+                yield from _finished(total[:, :y - top], weight_sum[:y - top], top, grid)
+                total, weight_sum, top = total[:, y - top:].clone(), weight_sum[y - top:].clone(), y
+            grow = y + grid.th - top - weight_sum.shape[0]
+            if grow > 0:
+                total = torch.cat([total, total.new_zeros(k, grow, width)], 1)
+                weight_sum = torch.cat([weight_sum, weight_sum.new_zeros(grow, width)], 0)
+            total[:, y - top:y - top + grid.th, x:x + grid.tw] += logits * grid.weight
+            weight_sum[y - top:y - top + grid.th, x:x + grid.tw] += grid.weight
+    yield from _finished(total, weight_sum, top, grid)
+
+
+def _finished(total: torch.Tensor, weight_sum: torch.Tensor, top: int, grid: TileGrid):
+    """(top, blended logits [K, n, w]) for finished accumulator rows, cropped to the image; none past it."""
+    rows = min(weight_sum.shape[0], grid.h - top)
+    if rows > 0:
+        yield top, (total[:, :rows] / weight_sum[:rows])[:, :, :grid.w]
+
+
+def tiled_probs(segmenter, x: torch.Tensor, tile: int = 512, overlap: float = 0.25) -> np.ndarray:
+    """Probabilities of one normalised image by blended tiles. x: [C, H, W] -> float32 [H, W] or [K, H, W].
+
+    ``Segmenter.predict(img, tile=...)`` is how callers reach this; alnet_fast.wsi streams the same bands
+    from a file on disk to a file on disk, so both give the same values.
+    """
+    multiple = segmenter.config.output_stride
+    grid = tile_grid(*x.shape[-2:], tile, overlap, multiple)
+    padded = x if grid.single else pad_to_multiple(x[None], multiple)[0]
+    k = segmenter.config.num_classes
+    probs = np.empty(((k,) if k > 1 else ()) + tuple(x.shape[-2:]), np.float32)
+    for top, logits in blended_rows(segmenter, grid, lambda y0, y1, x0, x1: padded[:, y0:y1, x0:x1]):
+        probs[..., top:top + logits.shape[-2], :] = band_probs(logits)
+    return probs
+
+
+def band_probs(logits: torch.Tensor) -> np.ndarray:
+    """Blended logits [K, n, w] -> float32 probabilities [n, w] (one class) or [K, n, w]."""
+    return logits_to_probs(logits[None])[0].numpy()

@@ -1,8 +1,10 @@
 """NIfTI volumes, segmented slice by slice with the 2-D network.
 
-The volume is read with nibabel (``get_fdata``: the header's scl_slope/scl_inter applied), cut into 2-D
-slices along ``axis``, each slice segmented as one image (its own intensity scaling, as the config says),
-and the masks stacked back in the same voxel order. The output NIfTI keeps the input's affine and header
+The volume is read with nibabel (``get_fdata``: the header's scl_slope/scl_inter applied), turned so
+that its slices lie in the plane the model was trained on (``plane``, or the config's; see
+alnet_fast.orientation), or, for a model that records no plane, cut along the voxel ``axis``. Each
+slice is segmented as one image (its own intensity scaling, as the config says), and the masks are
+stacked and turned back into the input's own voxel order. The output NIfTI keeps the input's affine and header
 (only the data type changes: uint8 labels, float32 probabilities).
 """
 
@@ -18,6 +20,7 @@ import numpy as np
 from .errors import ImageReadError
 from .atomic import atomic_path
 from .io import optional_import
+from .orientation import from_plane, to_plane
 from .paths import is_nifti
 from .outputs import probs_to_mask
 
@@ -70,14 +73,25 @@ def stack_slices(slices: list[np.ndarray], axis: int) -> np.ndarray:
     return np.moveaxis(stacked, 0, axis)
 
 
-def segment_nifti(segmenter, path: str | os.PathLike, axis: int = 2, tile: int | None = None,
-                  overlap: float = 0.25) -> VolumeResult:
-    """Segment every slice of a NIfTI volume along ``axis``; tile > 0 tiles large slices (see tiling)."""
+def segment_nifti(segmenter, path: str | os.PathLike, axis: int | None = None, tile: int | None = None,
+                  overlap: float = 0.25, plane: str | None = None) -> VolumeResult:
+    """Segment every slice of a NIfTI volume; tile > 0 tiles large slices (see tiling).
+
+    Slices: in ``plane`` (default: the model's ``config.plane``), whatever the voxel order; along the voxel
+    ``axis`` when it is given instead, or when neither plane is known (then axis 2). Outputs are on the
+    input's voxel grid either way.
+    """
     image, volume = read_nifti(path)
+    plane = plane or (segmenter.config.plane if axis is None else None)
+    if plane is not None:
+        volume, axis = to_plane(volume, image.affine, plane), 2
+    axis = 2 if axis is None else axis
     probs = segmenter.predict(volume_slices(volume, axis), tile=tile or None, overlap=overlap)
     k = segmenter.config.num_classes
-    masks = [probs_to_mask(p, k) for p in probs]
-    return VolumeResult(stack_slices(masks, axis), stack_slices(probs, axis), image)
+    mask, probs = stack_slices([probs_to_mask(p, k) for p in probs], axis), stack_slices(probs, axis)
+    if plane is not None:
+        mask, probs = from_plane(mask, image.affine, plane), from_plane(probs, image.affine, plane)
+    return VolumeResult(np.ascontiguousarray(mask), np.ascontiguousarray(probs), image)
 
 
 def write_nifti_like(path: str | os.PathLike, data: np.ndarray, like) -> Path:

@@ -16,6 +16,7 @@ import torch
 import alnet_fast
 from alnet_fast.checkpoint import read_checkpoint, resolve_path
 from alnet_fast.io import read_image
+from alnet_fast.train.datasets import DATASET_CONFIGS
 from alnet_fast.train import bundled_sample, image_metrics, summarise
 
 NUCLEI_TARGET_DICE = 0.92  # the floor for held-out nuclei foreground Dice
@@ -44,7 +45,8 @@ def test_models_are_bundled_small_and_documented(name, target):
     assert name in alnet_fast.bundled_models()
     assert resolve_path(name).stat().st_size <= 8 * 1024 * 1024
     ckpt = read_checkpoint(name)
-    assert ckpt.kind == "multibranch" and ckpt.config == alnet_fast.ALNetConfig(in_channels=1, num_classes=1)
+    assert ckpt.kind == "multibranch" and ckpt.config == DATASET_CONFIGS[name]
+    assert ckpt.config.plane == {"nuclei": None, "brain": "axial"}[name]  # volumes are sliced in this plane
     assert all(v.dtype == torch.float16 for v in ckpt.state_dict.values() if v.is_floating_point())
     assert float(ckpt.metadata["test_dice"]) >= target
 

@@ -6,7 +6,7 @@ import torch
 
 import alnet_fast
 from alnet_fast.inputs import prepare_image
-from alnet_fast.tiling import overlap_pixels, ramp, tile_origins, tiled_logits
+from alnet_fast.tiling import overlap_pixels, ramp, tile_origins, tiled_probs
 
 SMALL = alnet_fast.ALNetConfig(in_channels=1, widths=(8, 8, 16, 16, 32), depths=(1, 1, 1, 1, 1),
                                context_channels=16, decoder_channels=16)
@@ -111,8 +111,8 @@ def test_network_sees_bounded_batches_of_tiles(trained, monkeypatch):
 
     monkeypatch.setattr(trained, "logits", recording)
     x = prepare_image(blobs(300, 420, 10, seed=2)[0], SMALL)
-    logits = tiled_logits(trained, x, tile=128, overlap=0.25)
-    assert logits.shape == (1, 300, 420)
+    probs = tiled_probs(trained, x, tile=128, overlap=0.25)
+    assert probs.shape == (300, 420)
     assert len(shapes) == 4  # 3 x 5 = 15 tiles (rows 0, 96, 192; columns 0, 96, 192, 288, 320), 4 at a time
     assert sum(n for n, *_ in shapes) == 15
     assert all(n <= 4 and (h, w) == (128, 128) for n, _, h, w in shapes)

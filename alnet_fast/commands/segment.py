@@ -2,9 +2,13 @@
 
 Per input (relative name REL, its suffix removed), under OUTDIR:
   REL.png            uint8 label mask (0/1 for one class, 0..K-1 otherwise) for a 2-D image or DICOM slice
+  REL.tif            the same as a tiled OME-TIFF for a TIFF of more than wsi.STREAM_PIXELS pixels (streamed)
   REL.nii.gz         uint8 label volume for a NIfTI input (same affine and header)
-  REL_overlay.png    --overlay: the mask drawn over the image (for a volume: its middle slice along --axis)
-  REL_probs.tif      --probs: float32 probabilities [H, W] or [K, H, W] (REL_probs.nii.gz for volumes)
+  DIR/UID_seg.dcm    --dicom-seg: one DICOM SEG per series (UID) of the DICOM files, DIR the first file's folder
+  REL_overlay.png    --overlay: the mask drawn over the image (2-D inputs read whole; for a volume, its middle
+                     slice along --axis, 2 by default)
+  REL_probs.tif      --probs: float32 probabilities [H, W] or [K, H, W] (REL_probs.nii.gz for volumes,
+                     [H, W, K] for streamed TIFFs; with --dicom-seg the SEG holds them, FRACTIONAL)
 Every file is written atomically; --skip-existing skips inputs whose outputs all exist (a resumed run).
 An input unlike the model's recorded training data (a CT DICOM for an MR model, a NIfTI volume for a 2-D
 model) is segmented with a one-line warning (alnet_fast.modality).
@@ -21,8 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+from ..config import PLANES
 from ..jobs import RunOptions, SegmentRun, collect_inputs, pending, plan_jobs, select_part
 from ..modality import training_data
+from ..paths import strip_suffix
 from ..threads import set_threads
 from .common import (DTYPES, add_model_argument, load_arguments, load_segmenter, positive_int,
                      require_model)
@@ -53,8 +59,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="also write REL_overlay.png (volumes: the middle slice along --axis)")
     parser.add_argument("--probs", action="store_true", help="also write probabilities (REL_probs.tif / .nii.gz)")
     parser.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs all exist")
-    parser.add_argument("--axis", type=int, default=2, choices=(0, 1, 2),
-                        help="NIfTI volumes: voxel axis to slice along (default: 2)")
+    parser.add_argument("--axis", type=int, default=None, choices=(0, 1, 2),
+                        help="NIfTI volumes: slice along this voxel axis as stored, whatever the orientation "
+                             "(default: the model's plane, see --plane; axis 2 for models that record none)")
+    parser.add_argument("--dicom-seg", action="store_true",
+                        help="DICOM: group the files into series and write one DICOM SEG per series "
+                             "(FRACTIONAL with --probs) instead of PNG masks")
+    parser.add_argument("--plane", choices=PLANES, default=None,
+                        help="NIfTI volumes: slice in this anatomical plane, whatever the voxel order "
+                             "(default: the plane the model was trained on, if its checkpoint records one)")
     parser.add_argument("--no-window", action="store_true",
                         help="DICOM: do not apply the file's VOI window (use the rescaled modality values)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -86,13 +99,18 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"output {str(args.output)!r} exists and is not a folder")
     if args.workers is not None and args.ray is None:
         raise ValueError("--workers needs --ray (without Ray, run --num-parts K --part-id I jobs side by side)")
-    jobs = plan_jobs(collect_inputs(args.inputs, exclude=args.output), args.output, args.overlay, args.probs)
+    if args.dicom_seg and args.ray is not None:
+        raise ValueError("--dicom-seg runs in one process (each series is one job): drop --ray, or shard the "
+                         "series folders with --num-parts K --part-id I")
+    jobs = plan_jobs(collect_inputs(args.inputs, exclude=args.output), args.output, args.overlay, args.probs,
+                     args.dicom_seg)
     jobs = select_part(jobs, args.num_parts, args.part_id)
     todo = pending(jobs) if args.skip_existing else jobs
-    if args.tta and (args.tile is not None or any(job.volume for job in todo)):
-        raise ValueError("--tta works on whole 2-D images: drop --tile, and segment NIfTI volumes without --tta")
+    if args.tta and (args.tile is not None or any(job.kind != "image" for job in todo)):
+        raise ValueError("--tta works on whole 2-D images: drop --tile, and segment volumes, DICOM series and "
+                         "streamed TIFFs without --tta")
     options = RunOptions(args.batch_size, args.tile, args.overlap, args.overlay, args.probs, args.axis,
-                         not args.no_window, args.tta)
+                         not args.no_window, args.tta, args.plane, strip_suffix(Path(args.model).name).name)
     if args.ray is None:
         if args.threads is not None:
             set_threads(args.threads)

@@ -152,7 +152,7 @@ DATASETS = {"nuclei": load_nuclei, "brain": load_brain}
 
 # The architecture and normalisation each data set's model is trained with.
 DATASET_CONFIGS = {"nuclei": ALNetConfig(in_channels=1, num_classes=1),
-                   "brain": ALNetConfig(in_channels=1, num_classes=1)}
+                   "brain": ALNetConfig(in_channels=1, num_classes=1, plane="axial")}  # slices [R, A] of RAS
 
 # What each data set is, recorded in its models' checkpoints (alnet_fast.modality warns on other inputs).
 DATASET_MODALITIES = {"nuclei": {"training_modality": "fluorescence microscopy", "training_dims": "2d"},
