@@ -87,7 +87,7 @@ def _child(queue):
         torch.set_num_threads(1)
         _model_ops(ops, *_FORK_CASE)  # packs the weights
         torch.set_num_threads(2)
-        queue.put(_model_ops(ops, *_FORK_CASE))
+        queue.put(_model_ops(ops, *_FORK_CASE).numpy())  # by value: a tensor would travel as a shared fd
 
 
 def test_forked_child_runs_kernels(restore_threads):
@@ -98,7 +98,7 @@ def test_forked_child_runs_kernels(restore_threads):
     queue = context.Queue()
     child = context.Process(target=_child, args=(queue,))
     child.start()
-    got = queue.get(timeout=120)
+    got = torch.from_numpy(queue.get(timeout=120))
     child.join(timeout=60)
     assert child.exitcode == 0
     assert torch.equal(got, expected)
