@@ -174,6 +174,18 @@ bool conv_uses_winograd(int64_t cin, int64_t cout, int ksize, int stride) {
 
 const char* conv_kernel_name(DType dtype) { return row_kernel_name(dtype == DType::bf16 && uses_bf16_dot()); }
 
+std::string conv_selection(DType dtype) {
+  const std::string row = conv_kernel_name(dtype);
+  std::string rules = "k x k with Cin <= " + std::to_string(kIm2colMaxCin) + ": im2col + " + row +
+                      " (one K = k k Cin dot product per pixel instead of k k short ones)";
+  if (dtype == DType::f32 && active_isa() >= Isa::avx512)
+    rules += "; 3x3 stride 1 with Cin, Cout multiples of 16 and >= 32: winograd_avx512 F(2x2, 3x3) (4 multiply-adds "
+             "per output and input channel instead of 9)";
+  const bool amx = row == isa_name(Isa::amx_bf16);
+  return rules + "; other convs: " + row + " direct (" +
+         (amx ? "AMX tiles" : "12 pixels x 32 channels of zmm accumulators per tile") + ")";
+}
+
 namespace {
 
 // conv2d_nhwc but the border of y.
