@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "cpu_kernels.h"
+#include "parallel.h"
 #include "lraspp_gate.h"
 
 namespace alnet {
