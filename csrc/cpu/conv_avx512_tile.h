@@ -69,9 +69,7 @@ struct PackBf16 {
 };
 
 // Blocks cb and cb + 1 together where both are whole and y is bf16: a pixel's 32 channels, one cache line when
-// Cout is a multiple of 32, as one 64-byte store instead of two masked 32-byte ones. Measured on a 2-core Sapphire
-// Rapids VM (AMX kernel, PackBf16Cvt, 512x512 bf16, per-call minima): the stem 0.76x its time, the other 3x3
-// convs 0.83-0.98x, the whole model 0.93x.
+// Cout is a multiple of 32, as one 64-byte store instead of two masked 32-byte ones (measured in commit a043aaf).
 template <typename Pack>
 class PairStore {
  public:

@@ -11,7 +11,7 @@ namespace {
 
 // One VCVTNE2PS2BF16 for both blocks: round to nearest even as round_to_bf16, except that it flushes fp32
 // denormals (|v| < 2^-126) to a signed zero, which torch would round to a bf16 denormal: an absolute
-// difference below 1.2e-38. Worth 0.97x -> 0.93x of the model's time over PackBf16 (AMX, 512x512).
+// difference below 1.2e-38. Faster than PackBf16 (the commit that introduced it gives the A/B).
 struct PackBf16Cvt {
   static __m512i pack(__m512 low, __m512 high) { return (__m512i)_mm512_cvtne2ps_pbh(high, low); }
 };
