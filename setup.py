@@ -28,8 +28,7 @@ CPU_SOURCES = ["csrc/module.cpp", "csrc/cpu/isa.cpp", "csrc/cpu/conv.cpp", "csrc
                "csrc/cpu/conv_avx2.cpp", "csrc/cpu/conv_avx512.cpp", "csrc/cpu/conv_avx512_bf16.cpp",
                "csrc/cpu/conv_amx.cpp", "csrc/cpu/bilinear.cpp", "csrc/cpu/bilinear_avx512.cpp",
                "csrc/cpu/lraspp.cpp", "csrc/cpu/lraspp_avx512.cpp", "csrc/cpu/buffers.cpp",
-               "csrc/cpu/winograd_avx512.cpp", "csrc/cpu/im2col_avx512.cpp",
-               "csrc/cpu/parallel.cpp"]
+               "csrc/cpu/winograd_avx512.cpp", "csrc/cpu/im2col_avx512.cpp"]
 CUDA_SOURCES = ["csrc/cuda/module.cpp", "csrc/cuda/kernels.cu"]
 CPU_ISAS = "scalar, avx2, avx512, avx512_bf16, amx_bf16"  # compiled side by side; cpuid picks one at run time
 STATUS_FILE = "_build_status.json"

@@ -11,19 +11,12 @@ previous runtime's worker threads stop spinning (ONNX Runtime and OpenMP pools s
 which would otherwise steal the 2 cores from the next entry).
 
     python bench/interleaved.py [--size 512x512] [--batch 1] [--rounds 15] [--baseline "openvino bf16"]
-                                [--entries "alnet_fast native bf16,openvino bf16"] [--isa avx512_bf16]
-
-The non-AMX path on an AMX machine: ``--isa avx512_bf16`` forces alnet_fast's kernels down to that level, and
-``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` in the environment (set before Python starts: oneDNN reads it once) caps
-the peers built on oneDNN (torch.compile's convs; OpenVINO's CPU plugin carries its own oneDNN, so check its
-profile's exec types, e.g. with bench/profile_ops.py, for ``amx``). ONNX Runtime's default CPU provider (MLAS)
-uses no AMX for fp32. The title line says which ISA ran and whether the cap was set.
+                                [--entries "alnet_fast native bf16,openvino bf16"]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
@@ -43,14 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", default="onnxruntime fp32", help="the entry every ratio is taken to")
     parser.add_argument("--entries", help='comma-separated entries to time (default: all), e.g. '
                                           '"alnet_fast native bf16,openvino bf16"')
-    parser.add_argument("--isa", help="force alnet_fast's CPU kernels to this ISA level (e.g. avx512_bf16)")
     args = parser.parse_args(argv)
-    from alnet_fast.backends.native import extension
-
-    if args.isa:
-        extension.cpu_module().set_active_isa(args.isa)
-    isa = extension.build_info()["cpu"].get("isa_active")
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "not set")
     x, ref = bench_input(args.size, args.batch), reference_logits(args.size, args.batch)
     runners = {}
     with torch.inference_mode():
@@ -73,8 +59,7 @@ def main(argv: list[str] | None = None) -> None:
                 start = time.perf_counter()
                 run(x)
                 times[name].append(time.perf_counter() - start)
-    report(times, args.baseline, f"{args.size} batch {args.batch}, {args.rounds} interleaved rounds, alnet_fast ISA "
-                                 f"{isa}, ONEDNN_MAX_CPU_ISA {cap}, load average {os.getloadavg()[0]:.1f}")
+    report(times, args.baseline, f"{args.size} batch {args.batch}, {args.rounds} interleaved rounds")
 
 
 def report(times: dict[str, list[float]], baseline: str, title: str) -> None:

@@ -11,7 +11,6 @@
 #include <string>
 
 #include "cpu/cpu_kernels.h"
-#include "cpu/parallel.h"
 
 namespace py = pybind11;
 using namespace alnet;
@@ -47,9 +46,6 @@ py::dict build_info() {
   info["isa_active"] = isa_name(active_isa());
   info["conv_kernel_float32"] = conv_kernel_name(DType::f32);
   info["conv_kernel_bfloat16"] = conv_kernel_name(DType::bf16);
-  info["conv_selection_float32"] = conv_selection(DType::f32);
-  info["conv_selection_bfloat16"] = conv_selection(DType::bf16);
-  info["threads"] = parallel_threads();
   return info;
 }
 

@@ -270,15 +270,3 @@ def test_isa_override_is_checked():
     with pytest.raises(ValueError, match="null"):
         module.bilinear(0, "float32", 1, 1, 1, 1, 1, 1, 0, 0)
 
-
-
-def test_build_info_says_which_conv_kernel_runs(isa):
-    """build_info names each dtype's conv kernels at the active (here: forced) ISA, with the shapes each takes."""
-    info = native.build_info()["cpu"]
-    for dtype in ("float32", "bfloat16"):
-        kernel, rules = info[f"conv_kernel_{dtype}"], info[f"conv_selection_{dtype}"]
-        assert f"im2col + {kernel}" in rules and f"other convs: {kernel} direct" in rules
-    winograd = isa not in ("scalar", "avx2")
-    assert ("winograd_avx512" in info["conv_selection_float32"]) == winograd
-    assert "winograd" not in info["conv_selection_bfloat16"]
-    assert info["threads"] == torch.get_num_threads()  # the kernels' pool follows torch's (OpenMP's) thread count

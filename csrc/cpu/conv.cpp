@@ -1,5 +1,5 @@
 // conv2d_nhwc: pads (and converts) the input once, then runs one ISA's row kernel over
-// (image, output row, pair of 16-channel output blocks) in parallel (parallel_for). fp32 3x3 stride-1 convs
+// (image, output row, pair of 16-channel output blocks) in parallel with OpenMP. fp32 3x3 stride-1 convs
 // with Cin, Cout multiples of 16 (>= 32) go to Winograd F(2x2, 3x3) instead (winograd_avx512.cpp) when the
 // caller passes the transformed weights.
 #include <algorithm>
@@ -10,7 +10,6 @@
 
 #include "cpu_kernels.h"
 #include "numeric.h"
-#include "parallel.h"
 
 namespace alnet {
 
@@ -52,7 +51,8 @@ int64_t channels_read(int64_t c, bool pairs, int64_t multiple) { return pairs ? 
 template <typename Out>
 void pad_input(const ConvProblem& p, int pad, int64_t cp, Out* xpad) {
   const int64_t hp = p.h + 2 * pad, wp = p.w + 2 * pad;
-  parallel_for(p.n * hp, 4, [&](int64_t row0, int64_t row1) { for (int64_t row = row0; row < row1; ++row) {
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < p.n * hp; ++row) {
     const int64_t n = row / hp, ih = row % hp - pad;
     Out* dst = xpad + row * wp * cp;
     if (ih < 0 || ih >= p.h) {
@@ -76,7 +76,7 @@ void pad_input(const ConvProblem& p, int pad, int64_t cp, Out* xpad) {
       }
       for (int64_t c = p.cin; c < cp; ++c) px[c] = 0;
     }
-  }});
+  }
 }
 
 // The value stored in cols: fp32 (from fp32 or bf16 bits), or bf16 bits kept as they are (bf16-pair kernels).
@@ -124,15 +124,17 @@ constexpr size_t kAmxSlackPixels = 34;  // conv_row_amx's 32-pixel tiles, plus t
 // Every output row of every image, for each pair of 16-channel output blocks, in parallel.
 void run_rows(const ConvRow& a, RowKernel kernel, int64_t n, int64_t blocks) {
   const int64_t groups = (blocks + 1) / 2;
-  const bool amx = kernel == conv_row_amx;  // tile configuration is per thread: once per thread per chunk
-  parallel_for(n * a.ho * groups, groups, [&](int64_t t0, int64_t t1) {
+  const bool amx = kernel == conv_row_amx;  // tile configuration is per thread: once per thread per call
+#pragma omp parallel
+  {
     if (amx) amx_begin();
-    for (int64_t t = t0; t < t1; ++t) {
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < n * a.ho * groups; ++t) {
       const int64_t g = t % groups, oh = (t / groups) % a.ho, b = t / (groups * a.ho);
       kernel(a, b, oh, 2 * g, std::min<int64_t>(2, blocks - 2 * g));
     }
     if (amx) amx_end();
-  });
+  }
 }
 
 // A conv of few input channels as a 1x1 conv over its patches (im2col_row), one output row at a time: the row's
@@ -141,11 +143,13 @@ void run_im2col_rows(const ConvProblem& p, RowKernel kernel, bool pairs, int64_t
                      int64_t blocks) {
   const bool amx = kernel == conv_row_amx;
   const auto y_bytes = static_cast<int64_t>(p.y_dtype == DType::f32 ? sizeof(float) : sizeof(uint16_t));
-  parallel_for(p.n * ho, 1, [&](int64_t row0, int64_t row1) {
+#pragma omp parallel
+  {
     if (amx) amx_begin();
     void* cols = pairs ? static_cast<void*>(staging<uint16_t>(wo * kcp, (amx ? kAmxSlackPixels : 0) * kcp))
                        : static_cast<void*>(staging<float>(wo * kcp, 0));
-    for (int64_t row = row0; row < row1; ++row) {
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < p.n * ho; ++row) {
       const int64_t n = row / ho, oh = row % ho;
       const auto* x16 = static_cast<const uint16_t*>(p.x);
       if (!pairs && p.x_dtype == DType::f32)
@@ -160,7 +164,7 @@ void run_im2col_rows(const ConvProblem& p, RowKernel kernel, bool pairs, int64_t
       for (int64_t cb = 0; cb < blocks; cb += 2) kernel(a, 0, 0, cb, std::min<int64_t>(2, blocks - cb));
     }
     if (amx) amx_end();
-  });
+  }
 }
 
 }  // namespace
@@ -173,18 +177,6 @@ bool conv_uses_winograd(int64_t cin, int64_t cout, int ksize, int stride) {
 }
 
 const char* conv_kernel_name(DType dtype) { return row_kernel_name(dtype == DType::bf16 && uses_bf16_dot()); }
-
-std::string conv_selection(DType dtype) {
-  const std::string row = conv_kernel_name(dtype);
-  std::string rules = "k x k with Cin <= " + std::to_string(kIm2colMaxCin) + ": im2col + " + row +
-                      " (one K = k k Cin dot product per pixel instead of k k short ones)";
-  if (dtype == DType::f32 && active_isa() >= Isa::avx512)
-    rules += "; 3x3 stride 1 with Cin, Cout multiples of 16 and >= 32: winograd_avx512 F(2x2, 3x3) (4 multiply-adds "
-             "per output and input channel instead of 9)";
-  const bool amx = row == isa_name(Isa::amx_bf16);
-  return rules + "; other convs: " + row + " direct (" +
-         (amx ? "AMX tiles" : "12 pixels x 32 channels of zmm accumulators per tile") + ")";
-}
 
 namespace {
 

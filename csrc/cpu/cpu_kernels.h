@@ -64,8 +64,6 @@ int64_t conv_out_size(int64_t in, int ksize, int stride);
 
 // The row kernel conv2d_nhwc dispatches to for this dtype at the active ISA ("avx512", "amx_bf16", ...).
 const char* conv_kernel_name(DType dtype);
-// Which kernel conv2d_nhwc runs for which conv shapes of this dtype at the active ISA, and why (build_info).
-std::string conv_selection(DType dtype);
 
 // y = act(conv(x, weight, padding ksize / 2, stride) + bias) * scale, inside a zeroed border of y_pad pixels.
 void conv2d_nhwc(const ConvProblem& p);

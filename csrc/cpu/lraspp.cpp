@@ -3,7 +3,6 @@
 #include <vector>
 
 #include "cpu_kernels.h"
-#include "parallel.h"
 #include "lraspp_gate.h"
 
 namespace alnet {

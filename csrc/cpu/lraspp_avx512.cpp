@@ -1,7 +1,6 @@
 // The Lite R-ASPP gate's loops compiled for AVX-512 (the mean 16 channels wide, bf16 conversions included, and the
 // gate's dot products 16 wide with FMA).
 #include "cpu_kernels.h"
-#include "parallel.h"
 #include "numeric.h"
 
 #pragma GCC push_options

@@ -6,7 +6,6 @@
 
 #include "cpu_kernels.h"
 #include "numeric.h"
-#include "parallel.h"
 
 namespace alnet {
 namespace {
@@ -54,18 +53,19 @@ float dot(const float* __restrict w, const float* __restrict mean, int64_t cin) 
 template <typename T>
 void gate_values(const LrasppGate& p, const T* x, float* mean, float* gate) {
   const int64_t slabs = (p.cin + kSlab - 1) / kSlab;
-  parallel_for(p.n * slabs, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
+#pragma omp parallel
+  {
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < p.n * slabs; ++i) {
       const int64_t b = i / slabs, c = i % slabs * kSlab;
       slab_mean(x + b * p.pixels * p.cin + c, p.pixels, p.cin, std::min(kSlab, p.cin - c), mean + b * p.cin + c);
     }
-  });
-  parallel_for(p.n * p.cout, 16, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < p.n * p.cout; ++i) {
       const int64_t b = i / p.cout, co = i % p.cout;
       gate[i] = hardsigmoid(p.b_gate[co] + dot(p.w_gate + co * p.cin, mean + b * p.cin, p.cin));
     }
-  });
+  }
 }
 
 // One ISA build's gate, dtype dispatched.

@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "cpu_kernels.h"
-#include "parallel.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
@@ -142,19 +141,21 @@ void output_transform(const Block& b, int64_t n, int64_t t0, int64_t count) {
 void conv3x3_winograd_avx512(const ConvProblem& p, const float* u) {
   const int64_t tiles_h = (p.h + 1) / 2, tiles_w = (p.w + 1) / 2, tiles = tiles_h * tiles_w;
   const int64_t blocks_per_image = (tiles + kBlockTiles - 1) / kBlockTiles;
-  parallel_for(p.n * blocks_per_image, 1, [&](int64_t job0, int64_t job1) {
+#pragma omp parallel
+  {
     thread_local std::vector<float> v, m;  // grow, never shrink; reused across calls
     v.resize(std::max<size_t>(v.size(), static_cast<size_t>(16 * kBlockTiles * p.cin)));
     m.resize(std::max<size_t>(m.size(), static_cast<size_t>(16 * kBlockTiles * p.cout)));
     const Block b{p, u, tiles_w, v.data(), m.data()};
-    for (int64_t job = job0; job < job1; ++job) {
+#pragma omp for schedule(static)
+    for (int64_t job = 0; job < p.n * blocks_per_image; ++job) {
       const int64_t n = job / blocks_per_image, t0 = job % blocks_per_image * kBlockTiles;
       const int64_t count = std::min(kBlockTiles, tiles - t0);
       input_transform(b, n, t0, count);
       batched_gemm(b, (count + kRows - 1) / kRows * kRows);
       output_transform(b, n, t0, count);
     }
-  });
+  }
 }
 
 }  // namespace alnet
