@@ -28,7 +28,7 @@ from alnet_fast.jobs import RunOptions, SegmentRun, collect_inputs, plan_jobs
 from alnet_fast.threads import set_threads
 
 ray = pytest.importorskip("ray", reason="the distributed extra is not installed: pip install '.[distributed]'")
-from alnet_fast.distributed import segment_on_ray  # noqa: E402
+from alnet_fast.distributed import init_ray, segment_on_ray  # noqa: E402
 
 IMAGES, SIZE, BATCH = 64, 512, 4
 OPTIONS = RunOptions(batch_size=BATCH)
@@ -59,8 +59,7 @@ def images(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=CPUS, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
+    init_ray(num_cpus=CPUS)  # from the checkout, workers still import the installed, built package
     yield
     ray.shutdown()
 
