@@ -10,10 +10,9 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 import alnet_fast
 import alnet_fast.ops
-from alnet_fast.backends import OP_NAMES, backend_names, get_backend
+from alnet_fast.backends import OP_NAMES, get_backend
 from alnet_fast.backends.spec import OP_SPECS, out_shape
 from alnet_fast.backends.torch_ops import TORCH_OPS
-from alnet_fast.errors import BackendUnavailable
 
 from test_ops_surface import OP_CALLS, available_backends
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .spec import OP_NAMES, OP_SPECS
+from .spec import OP_SPECS
 
 
 class OpTable:

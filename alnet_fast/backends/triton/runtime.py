@@ -8,8 +8,8 @@ from __future__ import annotations
 import contextlib
 
 import torch
-import triton
 from triton.runtime.interpreter import InterpretedFunction
+
 
 def is_interpreted(kernel) -> bool:
     """True when ``kernel`` (a @triton.jit function) was created under TRITON_INTERPRET=1 and runs on CPU."""
