@@ -1,6 +1,7 @@
 """Augmentation: determinism per seed, image/mask consistency under zoom and context cuts, value ranges,
 probability 0 disables each transform, and the brain's multi-plane split never trains on held-out voxels."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -70,9 +71,38 @@ def test_gamma_is_a_monotone_power_of_the_unit_range():
 
 def test_noise_level_matches_its_range():
     image = torch.cat([torch.zeros(1, 1, 1), torch.full((1, 1, 20000), 0.5), torch.ones(1, 1, 1)], dim=-1)
-    x = augment_intensity(image, torch.Generator().manual_seed(0), only("noise", noise_range=(0.1, 0.1)))
+    x = augment_intensity(image, torch.Generator().manual_seed(0),
+                          only("noise", noise_range=(0.1, 0.1), noise_rescale=None))
     # 20000 samples of N(0, 0.1^2) (few clipped at 0.5 +- 0.5): the sample std is within 3% of 0.1
     assert abs(float((x - image).std()) - 0.1) < 0.003
+
+
+def test_noise_rescale_shows_the_network_what_percentile_scaling_makes_of_a_noisy_image():
+    image = torch.cat([torch.zeros(1, 1, 20000), torch.ones(1, 1, 20000)], dim=-1)  # background 0, foreground 1
+    noisy = only("noise", noise_range=(0.1, 0.1))
+    assert noisy.noise_rescale == (1.0, 99.8)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    rescaled, clipped = augment_intensity(image, gen(), noisy), augment_intensity(
+        image, gen(), only("noise", noise_range=(0.1, 0.1), noise_rescale=None))
+    # Percentile scaling of the noisy image maps its 1st percentile (background - 2.05 sd = -0.205) to 0 and
+    # its 99.8th (foreground + 2.65 sd = 1.265) to 1: the background mean rises to 0.205 / 1.47 = 0.14 and
+    # its noise stays two-sided (about 2% clipped). Clipped only: half the background sits at 0 and its mean
+    # is E[max(0, N(0, 0.1^2))] = 0.04.
+    background = rescaled[..., :20000]
+    assert 0.12 < float(background.mean()) < 0.16 and float((background == 0).float().mean()) < 0.03
+    assert abs(float(clipped[..., :20000].mean()) - 0.04) < 0.005
+    assert abs(float((clipped[..., :20000] == 0).float().mean()) - 0.5) < 0.02
+
+
+@pytest.mark.parametrize("scaling, rescale", [("percentile", (2.0, 98.0)), ("minmax", (0.0, 100.0)), ("dtype", None)])
+def test_trainer_matches_noise_rescale_to_the_model_input_scaling(scaling, rescale):
+    from alnet_fast.config import ALNetConfig
+    from alnet_fast.train.trainer import TrainSettings, matched_noise_rescale
+
+    config = ALNetConfig(in_channels=1, scaling=scaling, percentiles=(2.0, 98.0))
+    settings = matched_noise_rescale(TrainSettings(), config)
+    assert settings.augmentation.noise_rescale == rescale
+    assert dataclasses.replace(settings.augmentation, noise_rescale=(1.0, 99.8)) == Augmentation()
 
 
 def test_blur_preserves_mean_and_smooths():

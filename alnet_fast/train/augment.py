@@ -27,7 +27,10 @@ class Augmentation:
     crop); ``context``: keep a random window of ``context_range`` times the crop side and blank the rest
     (image to 0, the normalised mid-grey the network's zero padding also shows; mask to background).
     Intensity: ``gamma`` u -> u ** g; ``contrast`` (u - mean) * c + mean, then ``brightness`` u + b;
-    ``noise`` adds N(0, s^2) with s a fraction of the crop's range drawn in ``noise_range``; ``blur``
+    ``noise`` adds N(0, s^2) with s a fraction of the crop's range drawn in ``noise_range``, then maps the
+    noisy crop's ``noise_rescale`` percentiles to its clean range (clipping outside): inference's percentile
+    scaling does the same to a noisy image (its background rises, its contrast shrinks), which noise added
+    after scaling and clipped would never show (None: clip only, for ``"dtype"`` scaling); ``blur``
     a Gaussian of sigma in ``blur_range`` pixels.
     """
 
@@ -49,6 +52,7 @@ class Augmentation:
     noise_range: tuple[float, float] = (0.0, 0.12)
     blur_p: float = 0.1
     blur_range: tuple[float, float] = (0.5, 1.5)
+    noise_rescale: tuple[float, float] | None = (1.0, 99.8)
 
     def __post_init__(self) -> None:
         for name in ("scale", "context", "gamma", "contrast", "brightness", "noise", "blur"):
@@ -64,6 +68,11 @@ class Augmentation:
                 raise ValueError(f"{name}_range must be > 0, got {getattr(self, f'{name}_range')}")
         if not (0 < self.context_range[0] and self.context_range[1] <= 1):
             raise ValueError(f"context_range must lie in (0, 1], got {self.context_range}")
+        if self.noise_rescale is not None:
+            object.__setattr__(self, "noise_rescale", tuple(float(v) for v in self.noise_rescale))
+            lo, hi = self.noise_rescale
+            if not 0 <= lo < hi <= 100:
+                raise ValueError(f"noise_rescale must be percentiles (lo, hi), 0 <= lo < hi <= 100, got {(lo, hi)}")
         if self.noise_range[0] < 0 or self.blur_range[0] < 0:
             raise ValueError(f"noise_range and blur_range must be >= 0, got {self.noise_range}, {self.blur_range}")
 
@@ -170,6 +179,9 @@ def augment_intensity(image: torch.Tensor, gen: torch.Generator, aug: Augmentati
         u = u + _uniform(*aug.brightness_range, gen)
     if _coin(gen, aug.noise_p):
         u = u + _uniform(*aug.noise_range, gen) * torch.randn(u.shape, generator=gen, dtype=u.dtype)
+        if aug.noise_rescale is not None:
+            q = torch.quantile(u.flatten(), torch.tensor(aug.noise_rescale, dtype=u.dtype) / 100)
+            u = (u - q[0]) / torch.clamp(q[1] - q[0], min=1e-12)
     if _coin(gen, aug.blur_p):
         u = gaussian_blur(u, _uniform(*aug.blur_range, gen))
     return u.clamp(0.0, 1.0) * span + lo

@@ -163,6 +163,15 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+def matched_noise_rescale(settings: TrainSettings, config: ALNetConfig) -> TrainSettings:
+    """settings whose noise augmentation re-scales a noisy crop as ``config``'s input scaling will re-scale a
+    noisy image: between its percentiles ("percentile"), min..max ("minmax"), or not at all ("dtype")."""
+    rescale = {"percentile": config.percentiles, "minmax": (0.0, 100.0), "dtype": None}[config.scaling]
+    if settings.augmentation.noise_rescale == rescale:
+        return settings
+    return dataclasses.replace(settings, augmentation=dataclasses.replace(settings.augmentation, noise_rescale=rescale))
+
+
 def check_resumable(state: dict, config: ALNetConfig, settings: TrainSettings, state_path: Path) -> None:
     """ValueError naming every setting (as its flag) and config field that differ from the saved run's."""
     saved_config = state["config"]
@@ -198,7 +207,7 @@ def train(train_samples: list[Sample], val_samples: list[Sample], out_dir: str |
     if resume not in (True, False, "auto"):
         raise ValueError(f"resume must be True, False or 'auto', got {resume!r}")
     config = config or ALNetConfig()
-    settings = settings or TrainSettings()
+    settings = matched_noise_rescale(settings or TrainSettings(), config)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_data, val_data = to_tensors(train_samples, config), to_tensors(val_samples, config)
