@@ -18,6 +18,10 @@ from .reparam import reparameterize
 from .segment import Segmenter
 
 
+# dtypes by the names the CLI and segment_dataset take; "auto" is default_dtype's choice for the device
+DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

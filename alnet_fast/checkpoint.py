@@ -77,6 +77,14 @@ def bundled_models() -> list[str]:
     return sorted(p.stem for p in BUNDLED_DIR.glob("*.safetensors"))
 
 
+def require_model(source: str) -> None:
+    """FileNotFoundError (one line) unless ``source`` is a checkpoint file or a bundled model's name."""
+    if not Path(source).is_file() and source not in bundled_models():
+        hint = f"bundled models: {', '.join(bundled_models())}" if bundled_models() else "no model is bundled"
+        raise FileNotFoundError(f"model {source!r} is neither a checkpoint file nor a bundled model "
+                                f"({hint}); pass --model PATH")
+
+
 def resolve_path(source: str | os.PathLike) -> Path:
     """A checkpoint path, or the path of a bundled model given by name; FileNotFoundError otherwise."""
     path = Path(source)

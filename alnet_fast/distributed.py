@@ -25,6 +25,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .api import DTYPES
+from .checkpoint import require_model
 from .jobs import Job, RunOptions, SegmentRun, collect_inputs, pending, plan_jobs, select_part
 
 # How often one batch is tried again after its worker died; a batch that kills its worker every time (an
@@ -85,7 +87,7 @@ class SegmentWorker:
 
 def segment_dataset(inputs: list[str] | str | os.PathLike, out_dir: str | os.PathLike, *, model: str = "nuclei",
                     num_workers: int = 1, batch_size: int = 4, backend: str = "auto", device: str | None = None,
-                    dtype: str = "float32", threads: int | None = None, address: str | None = None,
+                    dtype: str = "auto", threads: int | None = None, address: str | None = None,
                     skip_existing: bool = True, num_parts: int = 1, part_id: int = 0, **options) -> Summary:
     """Segment ``inputs`` (files, folders, globs, or a ``.txt`` manifest of files) into ``out_dir`` on Ray.
 
@@ -97,8 +99,6 @@ def segment_dataset(inputs: list[str] | str | os.PathLike, out_dir: str | os.Pat
     the sorted inputs. options: RunOptions' fields other than batch_size (tile, overlap, overlay, probs,
     axis, window).
     """
-    from .commands.common import DTYPES, require_model
-
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     options = RunOptions(batch_size=batch_size, **options)

@@ -11,7 +11,11 @@ previous runtime's worker threads stop spinning (ONNX Runtime and OpenMP pools s
 which would otherwise steal the 2 cores from the next entry).
 
     python bench/interleaved.py [--size 512x512] [--batch 1] [--rounds 15] [--baseline "openvino bf16"]
-                                [--entries "alnet_fast native bf16,openvino bf16"]
+                                [--entries "alnet_fast native bf16,openvino bf16"] [--isa avx512_bf16]
+
+--isa caps our kernels and oneDNN's (torch.compile, OpenVINO) at a lower SIMD level (bench/isa_cap.py):
+``--isa avx512_bf16`` on an AMX Xeon measures the path AVX-512 CPUs without AMX run. The run starts by
+printing what each peer actually dispatched to.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import time
 
 import torch
 
-from entries import ENTRIES, check_against_reference, runner_for
+from entries import ENTRIES, check_against_reference, folded_onnx_path, runner_for
+from isa_cap import peer_kernels, reexec_capped
 from workload import SIZES, bench_input, reference_logits
 
 PAUSE_S = 0.5
@@ -36,7 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", default="onnxruntime fp32", help="the entry every ratio is taken to")
     parser.add_argument("--entries", help='comma-separated entries to time (default: all), e.g. '
                                           '"alnet_fast native bf16,openvino bf16"')
+    parser.add_argument("--isa", help="cap our kernels and oneDNN's at this level, e.g. avx512_bf16 (no AMX)")
     args = parser.parse_args(argv)
+    reexec_capped(args.isa)
+    import alnet_fast
+
+    print(f"# native kernels: {alnet_fast.build_info()['cpu']['isa_active']}; peers: "
+          + "; ".join(peer_kernels(folded_onnx_path())))
     x, ref = bench_input(args.size, args.batch), reference_logits(args.size, args.batch)
     runners = {}
     with torch.inference_mode():

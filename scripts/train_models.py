@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="brain: also train on the training-block slices without brain")
     parser.add_argument("--augment", choices=("default", "geometric"), default=None,
                         help="override the recipe's augmentation: the default Augmentation or flips/shifts only")
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's number of epochs")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on a shared 2-core CPU, 2 OpenMP threads measured 3-30x "
                              "slower per step than 1)")
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.augment is not None:
             augmentation = Augmentation() if args.augment == "default" else Augmentation.geometric()
             settings = dataclasses.replace(settings, augmentation=augmentation)
+        if args.epochs is not None:
+            settings = dataclasses.replace(settings, epochs=args.epochs)
         build(name, args.data, args.runs, args.weights, options, settings)
     return 0
 

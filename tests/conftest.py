@@ -20,7 +20,7 @@ def _seed():
     torch.manual_seed(0)
 
 
-ISA_LEVELS = ("scalar", "avx2", "avx512", "avx512_bf16", "amx_bf16")
+from alnet_fast.backends.native.extension import ISA_LEVELS  # noqa: E402
 
 
 def _supported_isas() -> list[str]:

@@ -87,3 +87,37 @@ def test_native_dtypes_per_device():
     assert "float16" in ops.unavailable_reason(torch.device("cpu"), torch.float16)
     assert "mps" in ops.unavailable_reason(torch.device("mps"), torch.float32)
 
+
+
+@pytest.fixture
+def fresh_cap(monkeypatch):
+    """(monkeypatch, the CPU's level): the next cpu_module() call applies ALNET_FAST_MAX_ISA as a fresh import
+    would; afterwards the detected level is restored."""
+    module = native.cpu_module()
+    detected = module.build_info()["isa_detected"]
+    native._apply_isa_cap.cache_clear()
+    yield monkeypatch, detected
+    monkeypatch.delenv(native.MAX_ISA_ENV, raising=False)
+    module.set_active_isa(detected)
+    native._apply_isa_cap.cache_clear()
+
+
+def test_max_isa_env_caps_the_kernels_below_the_cpu_level(fresh_cap):
+    env, detected = fresh_cap
+    levels = native.ISA_LEVELS
+    cap = levels[max(levels.index(detected) - 1, 0)]
+    env.setenv(native.MAX_ISA_ENV, cap.upper())  # case-insensitive, as ONEDNN_MAX_CPU_ISA
+    info = native.build_info()["cpu"]
+    assert (info["isa_cap"], info["isa_active"], info["isa_detected"]) == (cap, cap, detected)
+
+
+def test_max_isa_env_above_the_cpu_level_changes_nothing(fresh_cap):
+    fresh_cap[0].setenv(native.MAX_ISA_ENV, native.ISA_LEVELS[-1])
+    info = native.build_info()["cpu"]
+    assert info["isa_active"] == info["isa_detected"]
+
+
+def test_max_isa_env_naming_no_level_is_a_clear_error(fresh_cap):
+    fresh_cap[0].setenv(native.MAX_ISA_ENV, "avx1024")
+    with pytest.raises(ValueError, match="ALNET_FAST_MAX_ISA='avx1024' is not an ISA level"):
+        native.cpu_module()

@@ -4,15 +4,14 @@ reading image/mask pairs."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import torch
 
+from ..api import DTYPES
+from ..checkpoint import require_model
 from ..io import read_image
 from ..train.datasets import Sample
 
 DEFAULT_MODEL = "nuclei"
-DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}  # auto: fp16 on CUDA, fp32 on CPU
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -38,16 +37,6 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     """``--model NAME|PATH``, shared by every command that runs a model."""
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"bundled model name or checkpoint path (default: {DEFAULT_MODEL})")
-
-
-def require_model(source: str) -> None:
-    """FileNotFoundError (one line) unless ``source`` is a checkpoint file or a bundled model's name."""
-    from .. import bundled_models
-
-    if not Path(source).is_file() and source not in bundled_models():
-        hint = f"bundled models: {', '.join(bundled_models())}" if bundled_models() else "no model is bundled"
-        raise FileNotFoundError(f"model {source!r} is neither a checkpoint file nor a bundled model "
-                                f"({hint}); pass --model PATH")
 
 
 def load_segmenter(args: argparse.Namespace):

@@ -3,6 +3,11 @@
 Both are optional: setup.py builds them when a C++ compiler (and nvcc) is found and records what it built,
 or why not, in ``alnet_fast/_build_status.json``. ``build_info()`` reports that, plus what the
 modules say at run time (the SIMD level chosen by cpuid, whether a CUDA device is visible).
+
+``ALNET_FAST_MAX_ISA`` (one of ``ISA_LEVELS``) caps the SIMD level the CPU kernels use, as oneDNN's
+``ONEDNN_MAX_CPU_ISA`` caps oneDNN's: on an AMX Xeon, ``ALNET_FAST_MAX_ISA=avx512_bf16`` runs the kernels an
+AVX-512 CPU without AMX (AMD Zen 4/5, Ice Lake and Cascade Lake Xeons) runs. A cap at or above the CPU's own
+level changes nothing.
 """
 
 from __future__ import annotations
@@ -11,11 +16,14 @@ import ctypes
 import functools
 import importlib
 import json
+import os
 from pathlib import Path
 from types import ModuleType
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2]  # alnet_fast/, where setup.py puts the modules and status
 _STATUS_FILE = PACKAGE_DIR / "_build_status.json"
+ISA_LEVELS = ("scalar", "avx2", "avx512", "avx512_bf16", "amx_bf16")  # lowest to highest, as csrc/cpu/isa.cpp
+MAX_ISA_ENV = "ALNET_FAST_MAX_ISA"
 
 
 @functools.lru_cache(maxsize=None)
@@ -51,9 +59,29 @@ def _missing_reason(part: str, module: str, import_error: str) -> str:
     return f"alnet_fast.{module} cannot be imported: {import_error}"
 
 
+def isa_cap() -> str | None:
+    """The SIMD level ``ALNET_FAST_MAX_ISA`` caps the CPU kernels at (None when unset); ValueError naming the
+    variable when it names no level."""
+    cap = os.environ.get(MAX_ISA_ENV, "").strip().lower() or None
+    if cap is not None and cap not in ISA_LEVELS:
+        raise ValueError(f"{MAX_ISA_ENV}={os.environ[MAX_ISA_ENV]!r} is not an ISA level; use one of {ISA_LEVELS}")
+    return cap
+
+
+@functools.lru_cache(maxsize=None)
+def _apply_isa_cap(module: ModuleType) -> None:
+    """``ALNET_FAST_MAX_ISA`` applied to the CPU module, once (later ``set_active_isa`` calls stand)."""
+    cap = isa_cap()
+    if cap is not None and ISA_LEVELS.index(cap) < ISA_LEVELS.index(module.build_info()["isa_detected"]):
+        module.set_active_isa(cap)
+
+
 def cpu_module() -> ModuleType | None:
     """The CPU kernel module, or None when it was not built (see ``cpu_unavailable_reason``)."""
-    return _import("_native")[0]
+    module = _import("_native")[0]
+    if module is not None:
+        _apply_isa_cap(module)
+    return module
 
 
 def cpu_unavailable_reason() -> str | None:
@@ -113,7 +141,7 @@ def build_info() -> dict:
     module = cpu_module()
     cpu["built"] = module is not None
     if module is not None:
-        cpu.update(module.build_info())
+        cpu.update(module.build_info(), isa_cap=isa_cap())
     cpu["reason"] = cpu_unavailable_reason()
     cuda = {"built": False, "archs": [], "nvcc_version": None, **status.get("cuda", {})}
     cuda["built"] = cuda_module() is not None
