@@ -203,3 +203,29 @@ def test_commands_reject_bad_arguments(tmp_path):
         to_tensors([(np.zeros((8, 8), np.uint8), np.zeros((8, 9), bool))], TINY)
     with pytest.raises(FileNotFoundError, match="alnet-fast fetch-data"):
         _cli(train_command, ["train", "--dataset", "nuclei", "--data", str(tmp_path), "--out", str(tmp_path)])
+
+
+def test_fine_tuning_starts_from_the_init_checkpoint(tmp_path, real_crop):
+    train_samples, val_samples = real_crop
+    torch.manual_seed(5)
+    start = alnet_fast.ALNet(TINY).eval()
+    alnet_fast.save(start, tmp_path / "start.safetensors")
+    # lr 1e-12: the steps cannot move a weight by more than ~1e-12, so the best checkpoint is the init's weights
+    # (BN running statistics do move in training mode: parameters only are compared)
+    settings = TrainSettings(epochs=1, steps_per_epoch=1, crop=64, lr=1e-12, augmentation=Augmentation.geometric())
+    result = train(train_samples, val_samples, tmp_path / "run", TINY, settings, progress=False,
+                   init=tmp_path / "start.safetensors")
+    tuned = alnet_fast.load(result.best_path, fold=False).model
+    for (name, before), after in zip(start.named_parameters(), tuned.parameters()):
+        torch.testing.assert_close(after, before, rtol=0, atol=1e-9, msg=name)
+    assert read_checkpoint(result.best_path).metadata["init"] == str(tmp_path / "start.safetensors")
+
+
+def test_fine_tuning_refuses_a_folded_or_mismatched_init(tmp_path, real_crop):
+    train_samples, val_samples = real_crop
+    alnet_fast.save(alnet_fast.reparameterize(alnet_fast.ALNet(TINY).eval()), tmp_path / "folded.safetensors")
+    alnet_fast.save(alnet_fast.ALNet(DATASET_CONFIGS["nuclei"]).eval(), tmp_path / "other.safetensors")
+    for name, match in (("folded", "folded"), ("other", "differs")):
+        with pytest.raises(ValueError, match=match):
+            train(train_samples, val_samples, tmp_path / name, TINY, QUICK, progress=False,
+                  init=tmp_path / f"{name}.safetensors")

@@ -87,6 +87,9 @@ def add_parser(subparsers) -> None:
                    help="--dataset brain: also train on the training-block slices without brain")
     p.add_argument("--loss", choices=("bce_dice", "self_adjusting"), default=defaults.loss,
                    help="bce_dice: Dice + BCE; self_adjusting: adds auxiliary heads weighted during training")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="fine-tune: start from this multi-branch checkpoint (path or bundled model name, e.g. "
+                        "brain) instead of random weights; its config must match the data set's")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights and crops (runs are repeatable)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in OUT/state.pt")
@@ -116,6 +119,6 @@ def run(args: argparse.Namespace) -> int:
                              lr=args.lr, lr_decay=args.lr_decay, crop=args.crop, loss=args.loss, seed=args.seed,
                              augmentation=augmentation)
     result = train(train_samples, val_samples, args.out, config, settings, resume=args.resume,
-                   progress=not args.no_progress, metadata=metadata)
+                   progress=not args.no_progress, metadata=metadata, init=args.init)
     print(f"best epoch {result.best_epoch}: validation Dice {result.best_val_dice:.4f}; wrote {result.best_path}")
     return 0

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoint import save
+from ..checkpoint import load_model, save
 from ..config import ALNetConfig
 from ..inputs import prepare_image
 from ..atomic import atomic_path
@@ -163,6 +163,19 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+def initial_weights(source: str | os.PathLike, config: ALNetConfig) -> dict[str, torch.Tensor]:
+    """The fp32 state dict of a multi-branch checkpoint to fine-tune; ValueError when it is folded or its
+    config is not ``config``."""
+    start = load_model(source)
+    if not isinstance(start, ALNet):
+        raise ValueError(f"cannot fine-tune {str(source)!r}: it is a folded (inference) checkpoint; start from a "
+                         "multi-branch (training) checkpoint")
+    if start.config != config:
+        raise ValueError(f"cannot fine-tune {str(source)!r}: its config {start.config} differs from the model's "
+                         f"{config}")
+    return {name: value.float() for name, value in start.state_dict().items()}
+
+
 def matched_noise_rescale(settings: TrainSettings, config: ALNetConfig) -> TrainSettings:
     """settings whose noise augmentation re-scales a noisy crop as ``config``'s input scaling will re-scale a
     noisy image: between its percentiles ("percentile"), min..max ("minmax"), or not at all ("dtype")."""
@@ -195,7 +208,8 @@ def _start_line(start: int, epochs: int, best_epoch: int, best_dice: float, stat
 
 def train(train_samples: list[Sample], val_samples: list[Sample], out_dir: str | os.PathLike,
           config: ALNetConfig | None = None, settings: TrainSettings | None = None, resume: bool | str = False,
-          progress: bool = True, metadata: dict[str, str] | None = None) -> TrainResult:
+          progress: bool = True, metadata: dict[str, str] | None = None,
+          init: str | os.PathLike | None = None) -> TrainResult:
     """Train an ALNet on (image, mask) samples; keep the checkpoint with the best validation Dice.
 
     resume: True continues from ``out_dir/state.pt`` (FileNotFoundError if there is none; a run interrupted
@@ -203,6 +217,8 @@ def train(train_samples: list[Sample], val_samples: list[Sample], out_dir: str |
     run); False starts a new run (FileExistsError if ``out_dir`` holds a state, which it would overwrite);
     "auto" continues if there is a state and starts otherwise.
     metadata: extra strings stored in best.safetensors (with ``val_dice`` and ``epoch``).
+    init: start from this multi-branch checkpoint's weights (a path or a bundled model's name; its config must
+    be ``config``) instead of a random initialisation: fine-tuning. Recorded as ``init`` in the metadata.
     """
     if resume not in (True, False, "auto"):
         raise ValueError(f"resume must be True, False or 'auto', got {resume!r}")
@@ -214,6 +230,9 @@ def train(train_samples: list[Sample], val_samples: list[Sample], out_dir: str |
 
     torch.manual_seed(settings.seed)
     model = ALNet(config)
+    if init is not None:
+        model.load_state_dict(initial_weights(init, config))
+        metadata = {**(metadata or {}), "init": str(init)}
     net = AuxiliaryHeads(model) if settings.loss == "self_adjusting" else model
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=settings.lr_decay)
