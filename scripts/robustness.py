@@ -22,14 +22,12 @@ import alnet_fast
 from alnet_fast.atomic import atomic_path
 from alnet_fast.train.robustness import report
 
-REPO = Path(__file__).resolve().parent.parent
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--dataset", required=True, choices=("nuclei", "brain"))
-    parser.add_argument("--data", type=Path, default=REPO / "data")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="data folder (default: $ALNET_DATA, else ~/.cache/alnet_fast/data, as alnet-fast fetch-data)")
     parser.add_argument("--tta", action="store_true", help="segment with test-time augmentation")
     parser.add_argument("--json", type=Path, default=None, help="also write {row: Dice} as JSON")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")

@@ -1,6 +1,6 @@
 """Train the bundled models reproducibly on the real data and ship them with their measured test Dice.
 
-Usage (after `python scripts/fetch_data.py`):
+Usage (after `alnet-fast fetch-data`):
   python scripts/train_models.py nuclei [--data data] [--runs runs]
 For each data set: train on its train split (best epoch picked on val), evaluate the held-out test split
 through the shipped path (fp16 weights -> alnet_fast.load -> folded model -> Segmenter.segment), then write
@@ -103,7 +103,8 @@ def build(name: str, data: Path, runs: Path, weights_dir: Path, options: dict, s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="+", choices=sorted(RECIPES))
-    parser.add_argument("--data", type=Path, default=REPO / "data")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="data folder (default: $ALNET_DATA, else ~/.cache/alnet_fast/data, as alnet-fast fetch-data)")
     parser.add_argument("--runs", type=Path, default=REPO / "runs")
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR,
                         help="where to write NAME.safetensors (default: the bundled weights; a candidate "
