@@ -1,4 +1,5 @@
-"""File names: the suffixes alnet_fast reads and writes, with ``.nii.gz`` treated as one suffix."""
+"""File names: the suffixes alnet_fast reads and writes, with ``.nii.gz`` treated as one suffix, and the
+directory alnet_fast keeps what it measures in (``default_cache_dir``)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,10 @@ def strip_suffix(path: str | os.PathLike) -> Path:
 
 def is_nifti(path: str | os.PathLike) -> bool:
     return full_suffix(path) in NIFTI_SUFFIXES
+
+
+def default_cache_dir() -> Path:
+    """$ALNET_CACHE_DIR, else $XDG_CACHE_HOME/alnet_fast, else ~/.cache/alnet_fast."""
+    if os.environ.get("ALNET_CACHE_DIR"):
+        return Path(os.environ["ALNET_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alnet_fast"

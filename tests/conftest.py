@@ -2,6 +2,10 @@
 
 Without a CUDA device, Triton kernels run through the interpreter: TRITON_INTERPRET=1 must be set
 before triton is first imported, so it is set here, at collection start.
+
+CPU convs take the fixed kernel rule (ALNET_FAST_KERNEL_CHOICE=rule), not a timing: every run of the suite runs
+the same kernels on every machine (the Winograd tests test Winograd). tests/test_kernel_choice.py measures;
+``ALNET_FAST_KERNEL_CHOICE=measure pytest`` runs everything on measured choices.
 """
 
 import os
@@ -11,6 +15,7 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("ALNET_FAST_KERNEL_CHOICE", "rule")
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none is visible")
 

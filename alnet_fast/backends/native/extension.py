@@ -2,7 +2,8 @@
 
 Both are optional: setup.py builds them when a C++ compiler (and nvcc) is found and records what it built,
 or why not, in ``alnet_fast/_build_status.json``. ``build_info()`` reports that, plus what the
-modules say at run time (the SIMD level chosen by cpuid, whether a CUDA device is visible).
+modules say at run time (the SIMD level chosen by cpuid, whether a CUDA device is visible) and which kernel
+each CPU conv bound so far runs, and why (choice.py).
 
 ``ALNET_FAST_MAX_ISA`` (one of ``ISA_LEVELS``) caps the SIMD level the CPU kernels use, as oneDNN's
 ``ONEDNN_MAX_CPU_ISA`` caps oneDNN's: on an AMX Xeon, ``ALNET_FAST_MAX_ISA=avx512_bf16`` runs the kernels an
@@ -19,6 +20,8 @@ import json
 import os
 from pathlib import Path
 from types import ModuleType
+
+from . import choice
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2]  # alnet_fast/, where setup.py puts the modules and status
 _STATUS_FILE = PACKAGE_DIR / "_build_status.json"
@@ -132,9 +135,13 @@ def _no_device_reason(runtime_error: str | None) -> str:
 def build_info() -> dict:
     """What the native extension was compiled with and what it selected at run time.
 
-    ``{"cpu": {"built", "reason", "compiler", "openmp", "isa_compiled", "isa_detected", "isa_active", ...},
+    ``{"cpu": {"built", "reason", "compiler", "openmp", "isa_compiled", "isa_detected", "isa_active",
+               "conv_kernels", ...},
        "cuda": {"built", "reason", "archs", "nvcc_version", "device_count", "device_error", ...}}``;
-    ``reason`` says why a part is not available (None when it is).
+    ``reason`` says why a part is not available (None when it is). ``conv_kernels`` (choice.py):
+    ``{"mode": $ALNET_FAST_KERNEL_CHOICE, "cache": the choices' file, "cpu": this CPU's identity in it,
+    "convs": [{"shape", "isa", "threads", "kernel", "why"}, ...]}``, one entry per conv shape bound so far in this
+    process: the kernel it runs and why (the measured times, or the rule).
     """
     status = _build_status()
     cpu = {"built": False, "compiler": None, "openmp": False, **status.get("cpu", {})}
@@ -143,6 +150,9 @@ def build_info() -> dict:
     if module is not None:
         cpu.update(module.build_info(), isa_cap=isa_cap())
     cpu["reason"] = cpu_unavailable_reason()
+    cpu["conv_kernels"] = {"mode": os.environ.get(choice.MODE_ENV, "measure"),
+                           "cache": str(choice.kernel_cache_file()), "cpu": choice.cpu_identity(),
+                           "convs": [c.as_dict() for c in choice.PROCESS_CHOICES.report()]}
     cuda = {"built": False, "archs": [], "nvcc_version": None, **status.get("cuda", {})}
     cuda["built"] = cuda_module() is not None
     device = _cuda_device_info()

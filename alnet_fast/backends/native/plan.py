@@ -11,7 +11,8 @@ overlap share a buffer, whatever their shapes (``share_buffers``): fewer bytes t
 each call (README gives the memory a plan holds). A forward pass is then one
 copy of the input, one call per op, and the output's allocation.
 
-The kernels and their arithmetic are the op table's: a plan's output is bit-identical to the op-by-op run.
+The kernels and their arithmetic are the op table's: a plan's output is bit-identical to the op-by-op run (each
+conv runs the kernel the process chose for its shape, choice.py, on either path; ``kernel_report()`` lists them).
 """
 
 from __future__ import annotations
@@ -182,6 +183,11 @@ class NativePlan:
             return calls.bilinear(x_ptr, self.dtype, n, h, w, c, node.shape[2:], buffers[skip].data_ptr(),
                                          y_ptr, y_pad)
         return calls.bilinear(x_ptr, self.dtype, n, h, w, c, node.params[0], 0, y_ptr, y_pad)
+
+    def kernel_report(self) -> list[dict]:
+        """Each conv's kernel and why, in the order the plan runs them: {"shape", "isa", "threads", "kernel",
+        "why"} (``choice.KernelChoice.as_dict``)."""
+        return [call.choice.as_dict() for call in self._calls if call.choice is not None]
 
     def is_current(self) -> bool:
         return stamp(*self._params) == self._stamp

@@ -25,6 +25,7 @@ import torch
 import triton
 
 from ...atomic import atomic_path
+from ...paths import default_cache_dir
 
 # The tile space: every tile pinned_tile or candidate_tiles returns has its sizes in these sets.
 BLOCK_MS = (32, 64, 128)
@@ -125,13 +126,6 @@ def candidate_tiles(key: LayerKey, sm_count: int) -> list[Tile]:
     tiles = [Tile(bm, bn, pinned.block_k, stages_for(bm, bn, pinned.block_k, key.elem_bytes))
              for bm in block_ms for bn in block_ns]
     return [pinned] + [t for t in tiles if t != pinned]
-
-
-def default_cache_dir() -> Path:
-    """$ALNET_CACHE_DIR, else $XDG_CACHE_HOME/alnet_fast, else ~/.cache/alnet_fast."""
-    if os.environ.get("ALNET_CACHE_DIR"):
-        return Path(os.environ["ALNET_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alnet_fast"
 
 
 class TileCache:
