@@ -286,3 +286,63 @@ def test_direct_replaces_winograd_only_when_clearly_faster():
     clear = {WINOGRAD_KERNEL: 1.0, "direct_avx512": SWITCH_RATIO * 0.99}
     assert faster_kernel(close, "direct_avx512") == WINOGRAD_KERNEL
     assert faster_kernel(clear, "direct_avx512") == "direct_avx512"
+
+
+# --- bf16 plans: the bf16 kernels or, where measured faster, the fp32 kernels on the weights' bf16 values ---
+
+def _bf16_run(ops: NativeOps, model, x: torch.Tensor) -> torch.Tensor:
+    """Two calls, as Segmenter makes them: the first runs op by op and builds the plan, the second runs it."""
+    ops.run(model, x)
+    return ops.run(model, x)
+
+
+@pytest.mark.parametrize("faster", ["fp32", "bf16"])
+def test_bf16_input_runs_on_the_kernels_measured_faster(measured, faster):
+    measured.seconds.update(bf16=1.0 if faster == "bf16" else 2.0, fp32=1.0 if faster == "fp32" else 2.0)
+    model = folded(seed=3, dtype=torch.bfloat16)
+    x = torch.randn(SHAPE).to(torch.bfloat16)
+    y = _bf16_run(NativeOps(), model, x)
+    plans = choice.PROCESS_CHOICES.report(choice.PlanKey)
+    assert [c.kernel for c in plans] == [f"{faster}_kernels"]
+    assert plans[0].why.startswith(f"measured {faster}_kernels 1000.000 ms vs ")
+    assert sum(kernels == ("bf16_kernels", "fp32_kernels") for kernels in measured.calls) == 1  # timed once
+    twin = model.float()  # the fp32 kernels run the bf16 weights' values, exactly (bf16 -> fp32 is exact)
+    expected = (_bf16_run(NativeOps(), twin, x.float()).to(torch.bfloat16) if faster == "fp32" else
+                _bf16_run(NativeOps(), folded(seed=3, dtype=torch.bfloat16), x))
+    assert y.dtype == torch.bfloat16 and torch.equal(y, expected)
+    info = native.build_info()["cpu"]["conv_kernels"]["bf16_plans"]
+    assert [row["kernel"] for row in info] == [f"{faster}_kernels"]
+
+
+def test_bf16_runs_on_fp32_kernels_keep_the_mask_of_the_training_model(measured):
+    measured.seconds.update(bf16=2.0, fp32=1.0)
+    torch.manual_seed(0)
+    multi = random_alnet(ALNetConfig(), 11)
+    x = torch.randn(SHAPE)
+    with torch.no_grad():
+        reference = multi(x) > 0
+    y = _bf16_run(NativeOps(), reparameterize(multi).to(torch.bfloat16), x.to(torch.bfloat16))
+    mask = y.float() > 0
+    # bf16 weights and input (8-bit mantissas) against the fp32 multi-branch model: masks compared by Dice,
+    # the bf16 bound of the end-to-end tests (>= 0.99)
+    dice = 2 * (mask & reference).sum() / (mask.sum() + reference.sum())
+    assert dice >= 0.99, dice
+
+
+def test_bf16_fp32_twin_follows_weight_changes(measured):
+    measured.seconds.update(bf16=2.0, fp32=1.0)
+    model, ops = folded(seed=4, dtype=torch.bfloat16), NativeOps()
+    x = torch.randn(SHAPE).to(torch.bfloat16)
+    before = _bf16_run(ops, model, x)
+    with torch.no_grad():
+        next(model.parameters()).mul_(0.5)
+    after = ops.run(model, x)
+    assert not torch.equal(after, before)
+    assert torch.equal(after, _bf16_run(NativeOps(), model.float(), x.float()).to(torch.bfloat16))
+
+
+def test_rule_mode_runs_bf16_inputs_on_the_bf16_kernels_without_timing(measured, monkeypatch):
+    monkeypatch.setenv(choice.MODE_ENV, "rule")
+    _bf16_run(NativeOps(), folded(seed=5, dtype=torch.bfloat16), torch.randn(SHAPE).to(torch.bfloat16))
+    assert measured.calls == []
+    assert [c.kernel for c in choice.PROCESS_CHOICES.report(choice.PlanKey)] == ["bf16_kernels"]

@@ -9,6 +9,11 @@ scratch laid out as a plan binds the conv (``calls.time_winograd_and_direct``, `
 Winograd when it is clearly faster (``SWITCH_RATIO``), and the times are cached on disk, keyed by what decides the speed (``ConvKey`` under ``cpu_identity()``). Timed on a machine
 that other work keeps busy, close calls can go either way: deleting the cache file measures again.
 
+bf16 plans are measured too: a bf16 request runs on the bf16 kernels (vdpbf16ps or AMX) or, where those are
+slower, on the fp32 kernels (Winograd) with the weights' bf16 values (``PlanKey``, ``choose_precision``). On
+AVX-512 CPUs whose vdpbf16ps runs at half the rate of fp32 FMAs (an AMX Xeon capped at avx512_bf16 measured
+68 vs 34 ms at 512x512), the fp32 kernels win; with AMX, or on Zen 5, bf16 does.
+
 ``ALNET_FAST_KERNEL_CHOICE=rule`` turns measuring off: the fixed rule decides (Winograd wherever it may run).
 The cache (``kernel_cache_file()``) is a JSON file written atomically; one that cannot be read or written
 only costs measuring again (with one warning per process), never a failed inference.
@@ -112,6 +117,29 @@ class ConvKey:
 
 
 @dataclass(frozen=True)
+class PlanKey:
+    """What a whole bf16 forward pass's speed depends on, the CPU aside: ISA level, threads, input [n, c, h, w]."""
+
+    isa: str
+    threads: int
+    n: int
+    c: int
+    h: int
+    w: int
+
+    @property
+    def shape(self) -> str:
+        """"plan n1 c1 h512 w512 bfloat16"."""
+        return f"plan n{self.n} c{self.c} h{self.h} w{self.w} bfloat16"
+
+    def __str__(self) -> str:
+        return f"{self.isa} threads{self.threads} {self.shape}"
+
+
+BF16_KERNELS, FP32_KERNELS = "bf16_kernels", "fp32_kernels"  # a bf16 plan's two ways to run
+
+
+@dataclass(frozen=True)
 class DispatchRule:
     """What the CPU module's fixed rule runs a conv with: its row kernel (``conv_kernel``: "avx512",
     "amx_bf16", ...), whether through im2col (``conv_uses_im2col``) and whether as Winograd (``conv_uses_winograd``
@@ -129,9 +157,10 @@ class DispatchRule:
 
 @dataclass(frozen=True)
 class KernelChoice:
-    """The kernel a conv of ``key`` runs ("winograd_avx512", "direct_avx512", "im2col_amx_bf16", ...) and why."""
+    """The kernel a conv of ``key`` runs ("winograd_avx512", "direct_avx512", "im2col_amx_bf16", ...), or the
+    kernels a bf16 plan of ``key`` (a PlanKey) runs (BF16_KERNELS, FP32_KERNELS), and why."""
 
-    key: ConvKey
+    key: ConvKey | PlanKey
     kernel: str
     why: str
 
@@ -197,6 +226,12 @@ def faster_kernel(milliseconds: dict[str, float], direct: str) -> str:
     return direct if milliseconds[direct] <= SWITCH_RATIO * milliseconds[WINOGRAD_KERNEL] else WINOGRAD_KERNEL
 
 
+def faster_precision(milliseconds: dict[str, float]) -> str:
+    """The bf16 kernels, unless the fp32 kernels take at most SWITCH_RATIO of their time."""
+    fp32_faster = milliseconds[FP32_KERNELS] <= SWITCH_RATIO * milliseconds[BF16_KERNELS]
+    return FP32_KERNELS if fp32_faster else BF16_KERNELS
+
+
 def _cached_record(record: object, candidates: tuple[str, str]) -> dict[str, float] | None:
     """A cache entry's milliseconds per kernel, {"ms": {kernel: ms}}, if it has both candidates, else None."""
     if not isinstance(record, dict) or not isinstance(record.get("ms"), dict):
@@ -217,7 +252,7 @@ class KernelChoices:
     def __init__(self):
         self._choices: dict[tuple[str, ConvKey], KernelChoice] = {}  # (mode, key) -> choice
         self._warned: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a plan timed by choose_precision binds convs, which choose too
 
     def choose(self, key: ConvKey, rule: DispatchRule, time_kernels: Callable[[], dict[str, float]]
                ) -> KernelChoice:
@@ -229,26 +264,42 @@ class KernelChoices:
             choice = self._choices.get((mode, key))
             if choice is None:
                 measured = rule.winograd and mode == "measure"
-                choice = self._decide(key, rule, time_kernels) if measured else rule_choice(key, rule)
+                choice = (self._decide(key, (WINOGRAD_KERNEL, rule.direct_kernel), time_kernels,
+                                       functools.partial(faster_kernel, direct=rule.direct_kernel))
+                          if measured else rule_choice(key, rule))
                 self._choices[(mode, key)] = choice
             return choice
 
-    def report(self) -> list[KernelChoice]:
-        """Every choice made in this process, in the order they were made."""
+    def report(self, of: type = ConvKey) -> list[KernelChoice]:
+        """Every choice of convs (``of=ConvKey``) or of bf16 plans (``of=PlanKey``) made in this process, in order."""
         with self._lock:
-            return list(self._choices.values())
+            return [c for c in self._choices.values() if isinstance(c.key, of)]
 
-    def _decide(self, key: ConvKey, rule: DispatchRule, time_kernels: Callable[[], dict[str, float]]
-                ) -> KernelChoice:
+    def choose_precision(self, key: PlanKey, time_plans: Callable[[], dict[str, float]]) -> KernelChoice:
+        """How a bf16 forward pass of ``key`` runs: BF16_KERNELS (always in "rule" mode) or FP32_KERNELS, the
+        faster from the cache or timed now with ``time_plans()`` ({BF16_KERNELS: s, FP32_KERNELS: s})."""
+        mode = choice_mode()
+        with self._lock:
+            choice = self._choices.get((mode, key))
+            if choice is None:
+                choice = (self._decide(key, (BF16_KERNELS, FP32_KERNELS), time_plans, faster_precision)
+                          if mode == "measure" else
+                          KernelChoice(key, BF16_KERNELS, f"rule ({MODE_ENV}=rule): bf16 inputs run the bf16 kernels"))
+                self._choices[(mode, key)] = choice
+            return choice
+
+    def _decide(self, key: ConvKey | PlanKey, candidates: tuple[str, str], time_runs_of: Callable[[], dict],
+                pick: Callable[[dict[str, float]], str]) -> KernelChoice:
+        """``pick`` among ``candidates`` from their cached milliseconds, or from ``time_runs_of()`` (seconds), then
+        cached."""
         path = kernel_cache_file()
-        candidates = (WINOGRAD_KERNEL, rule.direct_kernel)
         cache = self._read(path)
         milliseconds = _cached_record(cache["cpus"].get(cpu_identity(), {}).get(str(key)), candidates)
         if milliseconds is not None:
-            kernel = faster_kernel(milliseconds, rule.direct_kernel)
+            kernel = pick(milliseconds)
             return KernelChoice(key, kernel, measured_why(milliseconds, kernel, f"read from {path}"))
-        milliseconds = {name: seconds * 1e3 for name, seconds in time_kernels().items()}
-        kernel = faster_kernel(milliseconds, rule.direct_kernel)
+        milliseconds = {name: seconds * 1e3 for name, seconds in time_runs_of().items()}
+        kernel = pick(milliseconds)
         cache["cpus"].setdefault(cpu_identity(), {})[str(key)] = {"kernel": kernel, "ms": milliseconds}
         where = f"cached in {path}" if self._write(path, cache) else "not cached: the cache file cannot be written"
         return KernelChoice(key, kernel, measured_why(milliseconds, kernel, where))

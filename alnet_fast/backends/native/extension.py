@@ -140,8 +140,9 @@ def build_info() -> dict:
        "cuda": {"built", "reason", "archs", "nvcc_version", "device_count", "device_error", ...}}``;
     ``reason`` says why a part is not available (None when it is). ``conv_kernels`` (choice.py):
     ``{"mode": $ALNET_FAST_KERNEL_CHOICE, "cache": the choices' file, "cpu": this CPU's identity in it,
-    "convs": [{"shape", "isa", "threads", "kernel", "why"}, ...]}``, one entry per conv shape bound so far in this
-    process: the kernel it runs and why (the measured times, or the rule).
+    "convs": [{"shape", "isa", "threads", "kernel", "why"}, ...], "bf16_plans": [...]}``, one entry per conv shape
+    bound so far in this process: the kernel it runs and why (the measured times, or the rule), and per bf16 input
+    shape run so far, whether it runs on the bf16 or the fp32 kernels, and why.
     """
     status = _build_status()
     cpu = {"built": False, "compiler": None, "openmp": False, **status.get("cpu", {})}
@@ -152,7 +153,8 @@ def build_info() -> dict:
     cpu["reason"] = cpu_unavailable_reason()
     cpu["conv_kernels"] = {"mode": os.environ.get(choice.MODE_ENV, "measure"),
                            "cache": str(choice.kernel_cache_file()), "cpu": choice.cpu_identity(),
-                           "convs": [c.as_dict() for c in choice.PROCESS_CHOICES.report()]}
+                           "convs": [c.as_dict() for c in choice.PROCESS_CHOICES.report()],
+                           "bf16_plans": [c.as_dict() for c in choice.PROCESS_CHOICES.report(choice.PlanKey)]}
     cuda = {"built": False, "archs": [], "nvcc_version": None, **status.get("cuda", {})}
     cuda["built"] = cuda_module() is not None
     device = _cuda_device_info()

@@ -8,11 +8,13 @@ run in ``OpTable``'s public methods before any of this.
 ``run(model, x)`` (what Segmenter calls) runs a folded model on CPU as a NativePlan (plan.py): after a first
 op-by-op call per input shape, the whole forward pass replays kernel calls bound to preallocated buffers,
 with no per-op checks, allocations or padding copies. Same kernels, bit-identical output. Every op runs
-natively; none is handed to torch.
+natively; none is handed to torch. A bf16 input runs on the bf16 kernels, or on the fp32 kernels (with an fp32
+copy of the bf16 weights) where those are measured faster on this CPU (choice.py, ``choose_precision``).
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 import weakref
 from collections import OrderedDict
@@ -22,8 +24,8 @@ import torch
 from ...graph import FoldedALNet, conv_weights
 from ..base import OpTable
 from ..spec import out_shape
-from ..stamps import trackable
-from . import extension
+from ..stamps import stamp, trackable
+from . import choice, extension
 from .calls import DTYPE_NAMES, CpuCalls
 from .cuda_calls import CudaCalls
 from .packing import NativeWeights
@@ -57,6 +59,7 @@ class NativeOps(OpTable):
         self._reasons: dict[tuple[str, torch.dtype], str | None] = {}
         self._plans: OrderedDict[tuple, tuple[weakref.ref, NativePlan]] = OrderedDict()
         self._plans_lock = threading.Lock()
+        self._fp32_twins: dict[int, tuple[weakref.ref, tuple, FoldedALNet]] = {}  # bf16 model id -> its fp32 copy
 
     def unavailable_reason(self, device: torch.device, dtype: torch.dtype = torch.float32) -> str | None:
         device = torch.device(device)
@@ -89,6 +92,9 @@ class NativeOps(OpTable):
         if (not isinstance(x, torch.Tensor) or x.device.type != "cpu" or x.dtype not in CPU_DTYPES
                 or extension.cpu_module() is None or not isinstance(model, FoldedALNet)):
             return super().run(model, x)
+        if (x.dtype == torch.bfloat16 and trackable(*model.parameters())
+                and self.bf16_precision(model, x).kernel == choice.FP32_KERNELS):
+            return self.run(self._fp32_twin(model), x.float()).to(torch.bfloat16)
         # the ISA is part of the key: the kernel, and with it the packed layout, changes with set_active_isa
         key = (id(model), tuple(x.shape), x.dtype, extension.cpu_module().conv_kernel(DTYPE_NAMES[x.dtype]))
         with self._plans_lock:
@@ -108,6 +114,35 @@ class NativeOps(OpTable):
             while len(self._plans) > self.plans_kept:
                 self._plans.popitem(last=False)
         return y
+
+    def bf16_precision(self, model: FoldedALNet, x: torch.Tensor) -> choice.KernelChoice:
+        """Whether bf16 ``x`` [N, C, H, W] runs on the bf16 or the fp32 kernels (choice.PROCESS_CHOICES): on first
+        sight of its shape, both plans are built and timed on x."""
+        runtime = extension.cpu_module().build_info()
+        key = choice.PlanKey(runtime["isa_active"], runtime["omp_max_threads"], *x.shape)
+        return choice.PROCESS_CHOICES.choose_precision(key, lambda: self._time_precisions(model, x))
+
+    def _time_precisions(self, model: FoldedALNet, x: torch.Tensor) -> dict[str, float]:
+        """Seconds per forward pass of ``model`` on bf16 ``x`` as a bf16 plan and as an fp32 plan of its twin."""
+        shape = tuple(x.shape)
+        bf16, fp32 = NativePlan(self.cpu, model, shape, x.dtype), NativePlan(self.cpu, self._fp32_twin(model), shape,
+                                                                             torch.float32)
+        x32 = x.float()
+        return choice.time_runs({choice.BF16_KERNELS: lambda: bf16(x), choice.FP32_KERNELS: lambda: fp32(x32)})
+
+    def _fp32_twin(self, model: FoldedALNet) -> FoldedALNet:
+        """An fp32 copy of a bf16 model (its weights' bf16 values, exactly), remade when a weight changes."""
+        version = stamp(*model.parameters())
+        with self._plans_lock:
+            owner, made_from, twin = self._fp32_twins.get(id(model), (None, None, None))
+            if owner is not None and owner() is model and made_from == version:
+                return twin
+        with torch.inference_mode(False):  # trackable weights, so the twin runs as a NativePlan
+            twin = copy.deepcopy(model).float()
+        with self._plans_lock:
+            self._fp32_twins = {k: v for k, v in self._fp32_twins.items() if v[0]() is not None}
+            self._fp32_twins[id(model)] = (weakref.ref(model), version, twin)
+        return twin
 
     def _check_runnable(self, *tensors: torch.Tensor) -> None:
         """Typed errors for what the generic checks allow but these kernels cannot take."""
