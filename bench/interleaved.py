@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
                 run(x)
                 times[name].append(time.perf_counter() - start)
     report(times, args.baseline, f"{args.size} batch {args.batch}, {args.rounds} interleaved rounds")
+    for plan in alnet_fast.build_info()["cpu"]["conv_kernels"]["bf16_plans"]:
+        print(f"# native bf16 {plan['shape']}: {plan['kernel']} ({plan['why']})")
 
 
 def report(times: dict[str, list[float]], baseline: str, title: str) -> None:
