@@ -33,8 +33,19 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 @torch.inference_mode(False)  # weights built under a caller's inference_mode would be inference tensors, whose
 # lack of a version counter makes the native backend repack them on every call
+def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A torch dtype from a dtype or one of DTYPES' names; None for None or "auto" (the device's default)."""
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; known: {sorted(DTYPES)}")
+        return DTYPES[dtype]
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype or one of {sorted(DTYPES)}, got {type(dtype).__name__}")
+    return dtype
+
+
 def load(source: str | os.PathLike | ALNet | FoldedALNet, backend: str = "auto",
-         device: str | torch.device | None = None, fold: bool = True, dtype: torch.dtype | None = None,
+         device: str | torch.device | None = None, fold: bool = True, dtype: torch.dtype | str | None = None,
          config: ALNetConfig | None = None, batch_size: int = 4, cuda_graphs: bool | None = None,
          input_precision: str = "tf32") -> Segmenter:
     """A Segmenter for ``source``: a checkpoint path (safetensors, or .pt/.pth state_dict with ``config``),
@@ -44,7 +55,8 @@ def load(source: str | os.PathLike | ALNet | FoldedALNet, backend: str = "auto",
     itself on PyTorch ops, the reference. backend: "auto", "torch", or another registered backend;
     one that cannot run on ``device`` raises BackendUnavailable with the reason.
 
-    dtype: None means fp16 on CUDA (tensor cores) and fp32 on CPU. input_precision: for fp32 on the
+    dtype: a torch dtype or its name ("float32", "float16", "bfloat16"); None or "auto" means fp16 on CUDA
+    (tensor cores) and fp32 on CPU. input_precision: for fp32 on the
     Triton backend, "tf32" (default, tensor cores) or "ieee" (exact fp32). cuda_graphs: capture each
     input shape's forward as a CUDA graph and replay it; None means on for CUDA, False turns it off.
     """
@@ -59,6 +71,7 @@ def load(source: str | os.PathLike | ALNet | FoldedALNet, backend: str = "auto",
                         f"got {type(source).__name__}")
     check_input_precision(input_precision)
     device = as_device(device) if device is not None else default_device()
+    dtype = as_dtype(dtype)
     dtype = dtype if dtype is not None else default_dtype(device)
     cuda_graphs = cuda_graphs if cuda_graphs is not None else device.type == "cuda"
     if isinstance(model, ALNet):

@@ -7,7 +7,7 @@ from PIL import Image
 
 import alnet_fast
 from alnet_fast import ALNetConfig, BackendUnavailable, ImageReadError
-from alnet_fast.inputs import prepare_image
+from alnet_fast.inputs import prepare_image, quantiles
 from alnet_fast.testing import dice, random_alnet
 
 SMALL_RGB = ALNetConfig(in_channels=3, widths=(8, 8, 16, 16, 32), depths=(1, 1, 2, 2, 1), context_channels=16,
@@ -119,6 +119,31 @@ def test_bad_inputs_raise_typed_errors(seg, bad, error, match):
         seg.predict(bad)
 
 
+def one_bad_pixel(value: float, dtype=np.float32) -> np.ndarray:
+    image = np.linspace(0, 1, 64 * 64, dtype=dtype).reshape(64, 64)
+    image[17, 40] = value
+    return image
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_one_non_finite_pixel_among_finite_ones_is_refused(seg, value, as_tensor):
+    image = one_bad_pixel(value, np.float64)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        seg.predict(torch.from_numpy(image) if as_tensor else image)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1001, 512 * 512])
+def test_quantiles_equal_torch_quantile_bit_for_bit(n):
+    """The preprocessing's percentile bounds come from selection, not torch's sort: same float64 values."""
+    gen = torch.Generator().manual_seed(n)
+    for values in (torch.randn(n, generator=gen), torch.randint(0, 40, (n,), generator=gen).float(),
+                   torch.full((n,), 2.5)):
+        for q in ([0.01, 0.998], [0.0, 1.0], [0.5], [0.333, 0.25, 0.999]):
+            q = torch.tensor(q, dtype=torch.float64)
+            assert torch.equal(quantiles(values.reshape(1, 1, -1), q), torch.quantile(values.double(), q))
+
+
 def test_non_image_and_corrupt_files(seg, tmp_path):
     text = tmp_path / "notes.png"
     text.write_text("this is not an image")
@@ -144,6 +169,16 @@ def test_backend_selection_errors_and_repr(seg):
     with pytest.raises(BackendUnavailable, match="torch backend only"):
         alnet_fast.load(model, backend="triton", fold=False, device="cpu")
     assert "folded" in repr(seg) and "backend=" in repr(seg) and seg.backend in alnet_fast.backend_names()
+
+
+def test_dtype_by_name_or_dtype_and_bad_dtypes_are_typed_errors():
+    model = random_alnet(SMALL_RGB)
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16), ("auto", torch.float32)):
+        assert alnet_fast.load(model, backend="torch", device="cpu", dtype=name).dtype == dtype
+    with pytest.raises(ValueError, match="unknown dtype 'fp8'"):
+        alnet_fast.load(model, backend="torch", device="cpu", dtype="fp8")
+    with pytest.raises(TypeError, match="dtype must be"):
+        alnet_fast.load(model, backend="torch", device="cpu", dtype=32)
 
 
 def test_bfloat16_torch_backend_agrees_by_dice(reference):
