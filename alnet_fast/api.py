@@ -31,8 +31,6 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
-@torch.inference_mode(False)  # weights built under a caller's inference_mode would be inference tensors, whose
-# lack of a version counter makes the native backend repack them on every call
 def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     """A torch dtype from a dtype or one of DTYPES' names; None for None or "auto" (the device's default)."""
     if isinstance(dtype, str):
@@ -44,6 +42,8 @@ def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     return dtype
 
 
+@torch.inference_mode(False)  # weights built under a caller's inference_mode would be inference tensors, whose
+# lack of a version counter makes the native backend repack them on every call
 def load(source: str | os.PathLike | ALNet | FoldedALNet, backend: str = "auto",
          device: str | torch.device | None = None, fold: bool = True, dtype: torch.dtype | str | None = None,
          config: ALNetConfig | None = None, batch_size: int = 4, cuda_graphs: bool | None = None,
