@@ -32,8 +32,14 @@ from .jobs import Job, RunOptions, SegmentRun, collect_inputs, pending, plan_job
 # How often one batch is tried again after its worker died; a batch that kills its worker every time (an
 # input that crashes the process) is then given up, and its inputs are reported failed, without ending the run.
 BATCH_RETRIES = 3
-# The input dataset has one block per batch, up to this many (then several batches a block): a block is
-# what a dead worker's retry redoes, and each block is one object in Ray's store.
+# Inputs per Ray task (one map_batches call on an actor; the model still runs --batch-size images at a time):
+# each task costs Ray a round trip through the driver, its scheduler and object store, so tasks hold up to
+# TASK_INPUTS inputs, but no more than leaves each worker MIN_TASKS_PER_WORKER tasks to balance the load. A task
+# is also what a dead worker's retry redoes.
+TASK_INPUTS = 16
+MIN_TASKS_PER_WORKER = 4
+# The input dataset has one block per task, up to this many (then several tasks a block): each block is one
+# object in Ray's store.
 MAX_BLOCKS = 10_000
 ADDRESS = re.compile(r"^(local|auto|(ray://)?[\w.\-]+:\d+)$")
 LOST = (f"its worker died {BATCH_RETRIES + 1} times on its batch (a crash on one of the batch's inputs, "
@@ -201,11 +207,17 @@ def _default_threads(ray, workers: int) -> int:
     return max(1, min(int(total) // workers, int(max(nodes, default=1))))
 
 
+def task_size(inputs: int, workers: int, batch_size: int) -> int:
+    """Inputs per Ray task: up to TASK_INPUTS, down to MIN_TASKS_PER_WORKER tasks a worker, at least a batch."""
+    return max(batch_size, min(TASK_INPUTS, math.ceil(inputs / (MIN_TASKS_PER_WORKER * workers))))
+
+
 def _status_rows(ray, jobs: list[Job], load_arguments: dict, options: RunOptions, workers: int, threads: int):
     """The dataset of status rows: inputs -> SegmentWorker actors (lazy; iterating it runs the pipeline)."""
     items = [{"source": str(job.source), "name": job.name.as_posix(), "outputs": [str(p) for p in job.outputs],
               "kind": job.kind} for job in jobs]
-    blocks = min(math.ceil(len(items) / options.batch_size), MAX_BLOCKS)
+    task_inputs = task_size(len(items), workers, options.batch_size)
+    blocks = min(math.ceil(len(items) / task_inputs), MAX_BLOCKS)
     dataset = ray.data.from_items(items, override_num_blocks=blocks)
     dataset.context.max_errored_blocks = -1  # a batch given up after BATCH_RETRIES is reported, not fatal
     dataset.context.enable_progress_bars = False  # the caller's bar counts inputs
@@ -215,7 +227,7 @@ def _status_rows(ray, jobs: list[Job], load_arguments: dict, options: RunOptions
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
         return dataset.map_batches(
             SegmentWorker, fn_constructor_kwargs=dict(load_arguments=load_arguments, options=options, threads=threads),
-            batch_size=options.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
+            batch_size=task_inputs, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=threads, max_restarts=-1, max_task_retries=BATCH_RETRIES)
 
 

@@ -192,3 +192,12 @@ def test_workers_that_cannot_load_the_model_end_the_run_with_one_line(inputs, ch
     with pytest.raises(RuntimeError, match=r"^the Ray run failed: .*BackendUnavailable: .*float16$"):
         segment(inputs, tmp_path / "out", checkpoint, dtype="float16", num_workers=1)  # native CPU: f32/bf16 only
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("inputs,workers,batch,expected", [
+    (64, 1, 4, 16), (64, 2, 4, 8), (1000, 8, 4, 16), (10, 2, 4, 4), (3, 1, 8, 8), (100_000, 32, 4, 16)])
+def test_tasks_are_up_to_16_inputs_and_at_least_a_batch_leaving_each_worker_4(inputs, workers, batch, expected):
+    size = distributed.task_size(inputs, workers, batch)
+    assert size == expected
+    assert size >= batch and (size == batch or size == distributed.TASK_INPUTS
+                              or -(-inputs // size) >= distributed.MIN_TASKS_PER_WORKER * workers)
