@@ -2,7 +2,8 @@
 
 Usage (after `alnet-fast fetch-data`):
   python scripts/train_models.py nuclei [--data data] [--runs runs]
-For each data set: train on its train split (best epoch picked on val), evaluate the held-out test split
+For each data set: train on its train split (best epoch picked on val; for the brain, then a second stage,
+FINE_TUNES, that fine-tunes the first stage's fp16 model on a wider training set), evaluate the held-out test split
 through the shipped path (fp16 weights -> alnet_fast.load -> folded model -> Segmenter.segment), then write
 alnet_fast/weights/NAME.safetensors (fp16; metadata "test_dice": Dice of all held-out pixels pooled -- for the
 brain, the Dice of the held-out slices as one volume -- and "test_metrics_per_image": mean ± std per image). For nuclei also write the test
@@ -26,6 +27,7 @@ from PIL import Image
 import alnet_fast
 from alnet_fast.train import (DATASET_CONFIGS, DATASET_MODALITIES, Augmentation, Summary, TrainSettings, load_dataset,
                               summarise, train)
+from alnet_fast.train.datasets import training_set_metadata
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS_DIR = REPO / "alnet_fast" / "weights"
@@ -35,14 +37,19 @@ BRAIN_SLICE_STEP = 4  # ship every 4th held-out brain slice (8 slices, ~170 KB) 
 
 # The recipe of each shipped model (paper defaults: Adam 5e-3, x0.95 per epoch, batch 4, Dice + BCE).
 # nuclei: the default Augmentation (zoom, flips, shifts, gamma, contrast, brightness, noise, blur, context
-# cuts); brain: still the first recipe (flips, diagonal flip, shifts; axial slices), because the retrained
-# brain candidates lost held-out Dice (docs/training.md, "Robustness").
+# cuts). brain: the first recipe (flips, diagonal flip, shifts; axial slices), then FINE_TUNES' stage (the
+# brain candidates trained on three planes from scratch lost held-out axial Dice: docs/training.md).
 RECIPES = {"nuclei": TrainSettings(epochs=40, steps_per_epoch=32, crop=128, seed=0),
            "brain": TrainSettings(epochs=40, steps_per_epoch=32, crop=192, seed=0,
                                   augmentation=Augmentation.geometric())}
-# Training-set options per data set (load_dataset; recorded in the brain's metadata as "planes" and
-# "empty_slices"). The 3-plane brain candidate: --planes axial,coronal,sagittal --empty-slices.
+# Training-set options per data set (load_dataset; a brain model records them in its metadata).
 DATASET_OPTIONS = {"nuclei": {}, "brain": {"planes": ("axial",), "empty": False}}
+# A second stage: fine-tune the first stage's model, rounded to fp16 as it would ship, on a wider training set
+# (brain: all three planes and slices without brain, the axial slices listed twice, flips, shifts and noise
+# at a tenth of the first stage's learning rate).
+FINE_TUNES = {"brain": (TrainSettings(epochs=30, steps_per_epoch=32, crop=192, seed=0, lr=5e-4,
+                                      augmentation=Augmentation.geometric(noise_p=0.1)),
+                        {"planes": ("axial", "coronal", "sagittal"), "empty": True, "axial_repeat": 2})}
 SOURCES = {"nuclei": "stardist 0.9.2 wheel data/images/img2d.tif + mask2d.tif (DSB2018/BBBC038, CC0); "
                      "test = bottom-right 256x256 quadrant",
            "brain": "Debian mricron-data ch2.nii.gz + ch2bet.nii.gz (BSD-3); test = blocks of 8 axial brain slices, "
@@ -70,19 +77,31 @@ def write_slices(path: Path, samples) -> None:
                         mask_shape=np.array(masks.shape))
 
 
-def build(name: str, data: Path, runs: Path, weights_dir: Path, options: dict, settings: TrainSettings) -> None:
+def build(name: str, data: Path, runs: Path, weights_dir: Path, options: dict, settings: TrainSettings,
+          fine_tune: bool) -> None:
+    config = DATASET_CONFIGS[name]
     splits = load_dataset(name, data, **options)
     start = time.perf_counter()
-    result = train(splits["train"], splits["val"], runs / name, DATASET_CONFIGS[name], settings, resume="auto")
+    result = train(splits["train"], splits["val"], runs / name, config, settings, resume="auto")
+    metadata = {"dataset": SOURCES[name]}
+    if fine_tune and name in FINE_TUNES:
+        first = runs / name / "first_stage.safetensors"
+        alnet_fast.save(alnet_fast.load(result.best_path, fold=False).model, first, dtype=torch.float16)
+        metadata.update(first_stage=f"{settings!r}; {json.dumps(training_set_metadata(options))}; best epoch "
+                                    f"{result.best_epoch}, val Dice {result.best_val_dice:.4f}")
+        settings, options = FINE_TUNES[name]
+        splits = load_dataset(name, data, **options)
+        result = train(splits["train"], splits["val"], runs / f"{name}-fine-tune", config, settings,
+                       resume="auto", init=first)
+        metadata.update(init="the first stage (first_stage), in fp16")
     minutes = (time.perf_counter() - start) / 60
     model = alnet_fast.load(result.best_path, fold=False).model
     weights_dir.mkdir(parents=True, exist_ok=True)
     shipped = weights_dir / f"{name}.safetensors"
-    metadata = {"dataset": SOURCES[name], "val_dice": f"{result.best_val_dice:.4f}",
-                "epoch": str(result.best_epoch), "recipe": repr(settings),
-                "augmentation": json.dumps(dataclasses.asdict(settings.augmentation)), **DATASET_MODALITIES[name]}
-    if name == "brain":  # which slices the model learnt from: the training planes, and slices without brain
-        metadata.update(planes=",".join(options["planes"]), empty_slices=str(options["empty"]))
+    metadata.update({"val_dice": f"{result.best_val_dice:.4f}", "epoch": str(result.best_epoch),
+                     "recipe": repr(settings), "augmentation": json.dumps(dataclasses.asdict(settings.augmentation)),
+                     **DATASET_MODALITIES[name]})
+    metadata.update(training_set_metadata(options))  # brain: the training planes, slices without brain
     alnet_fast.save(model, shipped, metadata=metadata, dtype=torch.float16)
     test = evaluate(shipped, splits["test"])
     alnet_fast.save(model, shipped, dtype=torch.float16,
@@ -116,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--augment", choices=("default", "geometric"), default=None,
                         help="override the recipe's augmentation: the default Augmentation or flips/shifts only")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's number of epochs")
+    parser.add_argument("--first-stage-only", action="store_true",
+                        help="skip FINE_TUNES' second stage (the options above apply to the first stage)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on a shared 2-core CPU, 2 OpenMP threads measured 3-30x "
                              "slower per step than 1)")
@@ -132,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = dataclasses.replace(settings, augmentation=augmentation)
         if args.epochs is not None:
             settings = dataclasses.replace(settings, epochs=args.epochs)
-        build(name, args.data, args.runs, args.weights, options, settings)
+        build(name, args.data, args.runs, args.weights, options, settings, fine_tune=not args.first_stage_only)
     return 0
 
 

@@ -11,7 +11,7 @@ import torch
 from alnet_fast.commands.train import parse_augmentation
 from alnet_fast.train.augment import (Augmentation, augment, augment_intensity, augmented_crop, cut_context,
                                       gaussian_blur, resize_pair, scaled_crop)
-from alnet_fast.train.datasets import PLANES, brain_slice_split, held_out_slices, split_brain
+from alnet_fast.train.datasets import PLANES, brain_slice_split, held_out_slices, split_brain, training_set_metadata
 
 INTENSITY = ("gamma", "contrast", "brightness", "noise", "blur")
 ALL = INTENSITY + ("scale", "context")
@@ -196,3 +196,25 @@ def test_multi_plane_brain_split_never_trains_on_held_out_voxels():
     with pytest.raises(ValueError, match="planes"):
         split_brain(volume, brain, planes=("sagittal",))
 
+
+
+def test_axial_repeat_lists_the_axial_training_slices_k_times_and_is_recorded():
+    shape = (20, 24, 40)
+    brain = np.zeros(shape, bool)
+    brain[4:16, 4:20, 4:36] = True
+    volume = np.arange(np.prod(shape)).reshape(shape).astype(np.int64)
+    once = split_brain(volume, brain, planes=tuple(PLANES), empty=True)
+    thrice = split_brain(volume, brain, planes=tuple(PLANES), empty=True, axial_repeat=3)
+    n_axial = len(brain_slice_split(brain, PLANES["axial"])["train"])
+    assert len(thrice["train"]) == len(once["train"]) + 2 * n_axial
+    axial_shape = (shape[0], shape[1])
+    count = sum(image.shape == axial_shape and mask.any() for image, mask in thrice["train"])
+    assert count == 3 * n_axial
+    for split in ("val", "test"):  # held-out splits are never repeated
+        assert len(thrice[split]) == len(once[split])
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="axial_repeat"):
+            split_brain(volume, brain, axial_repeat=bad)
+    assert training_set_metadata({"planes": ("axial", "sagittal"), "empty": True, "axial_repeat": 3}) == {
+        "planes": "axial,sagittal", "empty_slices": "True", "axial_repeat": "3"}
+    assert training_set_metadata({}) == {}

@@ -12,7 +12,7 @@ import torch
 from ..config import ALNetConfig
 from ..train import DATASET_CONFIGS, DATASET_MODALITIES, TrainSettings, load_dataset, train
 from ..train.augment import Augmentation
-from ..train.datasets import Sample
+from ..train.datasets import Sample, training_set_metadata
 from ..train.fetch import default_data_dir
 from .common import DefaultsHelpFormatter, positive_int, read_pairs
 
@@ -85,6 +85,9 @@ def add_parser(subparsers) -> None:
                    help="--dataset brain: comma-separated planes to train on (axial,coronal,sagittal)")
     p.add_argument("--empty-slices", action="store_true",
                    help="--dataset brain: also train on the training-block slices without brain")
+    p.add_argument("--axial-repeat", type=positive_int, default=1, metavar="K",
+                   help="--dataset brain: list the axial training slices K times (sampled K times as often as "
+                        "with --planes alone)")
     p.add_argument("--loss", choices=("bce_dice", "self_adjusting"), default=defaults.loss,
                    help="bce_dice: Dice + BCE; self_adjusting: adds auxiliary heads weighted during training")
     p.add_argument("--init", default=None, metavar="MODEL",
@@ -101,10 +104,11 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.dataset:
-        options = {"planes": tuple(args.planes.split(",")), "empty": args.empty_slices} if args.dataset == "brain" else {}
+        options = ({"planes": tuple(args.planes.split(",")), "empty": args.empty_slices,
+                    "axial_repeat": args.axial_repeat} if args.dataset == "brain" else {})
         splits = load_dataset(args.dataset, args.data, **options)
         train_samples, val_samples, config = splits["train"], splits["val"], DATASET_CONFIGS[args.dataset]
-        metadata = DATASET_MODALITIES[args.dataset]
+        metadata = {**DATASET_MODALITIES[args.dataset], **training_set_metadata(options)}
     else:
         if not args.masks:
             raise ValueError("--images needs --masks")

@@ -98,23 +98,28 @@ def held_out_slices(volume: np.ndarray, brain: np.ndarray, plane: str, split: st
     return [brain_slice(volume, brain, axis, i) for i in brain_slice_split(brain, axis, with_brain)[split]]
 
 
-def split_brain(volume: np.ndarray, brain: np.ndarray, planes: tuple[str, ...] = ("axial",), empty: bool = False
-                ) -> dict[str, list[Sample]]:
+def split_brain(volume: np.ndarray, brain: np.ndarray, planes: tuple[str, ...] = ("axial",), empty: bool = False,
+                axial_repeat: int = 1) -> dict[str, list[Sample]]:
     """Slices of volume [X, Y, Z] and mask [X, Y, Z] (> 0 is brain), split by slice blocks (module docstring).
 
     Validation and test are always the axial split. ``planes`` adds the training-block slices of other planes
     (sagittal: blocks along X, coronal: along Y) to training, with every voxel of a validation or test axial
     slice blanked (image to the volume's minimum, mask to background), so no held-out voxel is ever trained
     on in any plane. ``empty``: add the training-block slices without brain of each plane too.
+    ``axial_repeat``: list the axial training slices (with brain) this many times, so that batches, drawn
+    uniformly from the list, sample the plane the model is validated and tested on more often than the others.
     """
     if volume.shape != brain.shape or volume.ndim != 3:
         raise ValueError(f"volume {volume.shape} and brain mask {brain.shape} must be the same 3-D shape")
     unknown = sorted(set(planes) - set(PLANES))
     if unknown or "axial" not in planes:
         raise ValueError(f"planes must include 'axial' and be among {sorted(PLANES)}, got {planes}")
+    if isinstance(axial_repeat, bool) or not isinstance(axial_repeat, int) or axial_repeat < 1:
+        raise ValueError(f"axial_repeat must be an integer >= 1, got {axial_repeat!r}")
     axial = brain_slice_split(brain, PLANES["axial"])
     empties = brain_slice_split(brain, PLANES["axial"], with_brain=False)
     splits = {split: [brain_slice(volume, brain, PLANES["axial"], z) for z in axial[split]] for split in SPLITS}
+    splits["train"] *= axial_repeat
     if empty:
         splits["train"] += [brain_slice(volume, brain, PLANES["axial"], z) for z in empties["train"]]
     held_out = axial["val"] + axial["test"] + (empties["val"] + empties["test"] if empty else [])
@@ -142,10 +147,11 @@ def read_brain(root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.nd
     return volume, brain
 
 
-def load_brain(root: str | os.PathLike | None = None, planes: tuple[str, ...] = ("axial",), empty: bool = False
-               ) -> dict[str, list[Sample]]:
-    """The brain split (``split_brain``); ``planes`` and ``empty`` widen the training set only."""
-    return split_brain(*read_brain(root), planes, empty)
+def load_brain(root: str | os.PathLike | None = None, planes: tuple[str, ...] = ("axial",), empty: bool = False,
+               axial_repeat: int = 1) -> dict[str, list[Sample]]:
+    """The brain split (``split_brain``); ``planes``, ``empty`` and ``axial_repeat`` change the training set
+    only."""
+    return split_brain(*read_brain(root), planes, empty, axial_repeat)
 
 
 DATASETS = {"nuclei": load_nuclei, "brain": load_brain}
@@ -159,9 +165,18 @@ DATASET_MODALITIES = {"nuclei": {"training_modality": "fluorescence microscopy",
                       "brain": {"training_modality": "MR", "training_dims": "3d-slices"}}
 
 
+def training_set_metadata(options: dict) -> dict[str, str]:
+    """A brain model's training-set options (``load_brain``) as checkpoint metadata: which planes it learnt
+    from, whether slices without brain, how often the axial slices were listed; {} for other data sets."""
+    if "planes" not in options:
+        return {}
+    return {"planes": ",".join(options["planes"]), "empty_slices": str(options.get("empty", False)),
+            "axial_repeat": str(options.get("axial_repeat", 1))}
+
+
 def load_dataset(name: str, root: str | os.PathLike | None = None, **options) -> dict[str, list[Sample]]:
     """{"train", "val", "test"} -> samples of a named data set; ``options`` go to its loader (brain: planes,
-    empty)."""
+    empty, axial_repeat)."""
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; known: {sorted(DATASETS)}")
     return DATASETS[name](root, **options)
