@@ -187,7 +187,6 @@ def test_an_unwritable_cache_does_not_stop_inference(measured, monkeypatch, tmp_
 def test_rule_mode_gives_the_fixed_rule(measured, monkeypatch, isa, dtype):
     monkeypatch.setenv(choice.MODE_ENV, "rule")
     plan = NativePlan(NativeOps().cpu, folded(dtype=dtype), SHAPE, dtype)
-    module = native.cpu_module()
     assert not measured.calls
     for row, kernel in zip(plan.kernel_report(), choices_of(plan)):
         assert row == kernel.as_dict() and row["isa"] == isa
