@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .api import DTYPES
+from .api import as_dtype
 from .checkpoint import require_model
 from .jobs import Job, RunOptions, SegmentRun, collect_inputs, pending, plan_jobs, select_part
 
@@ -105,8 +105,7 @@ def segment_dataset(inputs: list[str] | str | os.PathLike, out_dir: str | os.Pat
     the sorted inputs. options: RunOptions' fields other than batch_size (tile, overlap, overlay, probs,
     axis, window).
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    torch_dtype = as_dtype(dtype)  # a bad name fails here, before Ray starts
     options = RunOptions(batch_size=batch_size, **options)
     out_dir = Path(out_dir)
     inputs = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(i) for i in inputs]
@@ -115,7 +114,7 @@ def segment_dataset(inputs: list[str] | str | os.PathLike, out_dir: str | os.Pat
     todo = pending(jobs) if skip_existing else jobs
     require_model(model)
     start = time.perf_counter()
-    done, failed = segment_on_ray(todo, dict(source=model, backend=backend, device=device, dtype=DTYPES[dtype],
+    done, failed = segment_on_ray(todo, dict(source=model, backend=backend, device=device, dtype=torch_dtype,
                                              batch_size=batch_size), options, address=address,
                                   workers=num_workers, threads=threads)
     segmented = {id(job) for job in todo}

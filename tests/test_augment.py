@@ -197,7 +197,6 @@ def test_multi_plane_brain_split_never_trains_on_held_out_voxels():
         split_brain(volume, brain, planes=("sagittal",))
 
 
-
 def test_axial_repeat_lists_the_axial_training_slices_k_times_and_is_recorded():
     shape = (20, 24, 40)
     brain = np.zeros(shape, bool)

@@ -119,16 +119,11 @@ def test_bad_inputs_raise_typed_errors(seg, bad, error, match):
         seg.predict(bad)
 
 
-def one_bad_pixel(value: float, dtype=np.float32) -> np.ndarray:
-    image = np.linspace(0, 1, 64 * 64, dtype=dtype).reshape(64, 64)
-    image[17, 40] = value
-    return image
-
-
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("as_tensor", [False, True])
 def test_one_non_finite_pixel_among_finite_ones_is_refused(seg, value, as_tensor):
-    image = one_bad_pixel(value, np.float64)
+    image = np.linspace(0, 1, 64 * 64, dtype=np.float64).reshape(64, 64)
+    image[17, 40] = value
     with pytest.raises(ValueError, match="NaN or Inf"):
         seg.predict(torch.from_numpy(image) if as_tensor else image)
 
